@@ -1,0 +1,406 @@
+//! One object to events: identify, claim, stream, write, checkpoint, finish.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::Utc;
+use futures::stream::{FuturesOrdered, StreamExt};
+use schema::items::{EventItem, EventType, FileStatus, Manifest, Upload, UploadOutcome};
+use schema::{Dataset, Registry};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::io::SyncIoBridge;
+
+use crate::config::Config;
+use crate::error::IngestError;
+use crate::notification::ObjectRef;
+use crate::object::{self, Gone};
+use crate::reader::{Line, LineReader, ReadError, Start};
+use crate::store::{Created, EventStore, Progress};
+
+/// What became of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Content identity.
+    pub file_id: String,
+    /// New content, a duplicate, or unreadable.
+    pub outcome: UploadOutcome,
+    /// The manifest's status after this run.
+    pub status: FileStatus,
+    /// Why the file failed.
+    pub reason: Option<String>,
+    /// The file's counters.
+    pub progress: Progress,
+}
+
+/// Build the item of one line: the pure part of the hot path.
+pub fn line_item(file_id: &str, dataset: &Dataset, line: Line) -> (HashMap<String, AttributeValue>, EventType) {
+    let event = match line.outcome {
+        Ok(fields) => EventItem::accepted(file_id, line.number, &dataset.name, dataset.version, fields),
+        Err(why) => EventItem::rejected(file_id, line.number, &dataset.name, dataset.version, &line.raw, why),
+    };
+    let item = event.into_item(&line.raw);
+    let ty = match item.get("event_type").and_then(|v| v.as_s().ok()).map(String::as_str) {
+        Some("row.accepted") => EventType::Accepted,
+        _ => EventType::Rejected,
+    };
+    (item, ty)
+}
+
+/// Ingests objects into the events table.
+#[derive(Debug, Clone)]
+pub struct Ingester {
+    s3: aws_sdk_s3::Client,
+    store: EventStore,
+    registry: Registry,
+    config: Config,
+}
+
+enum Msg {
+    Header(Vec<String>),
+    Line(Line),
+    Failed(ReadError),
+}
+
+fn now_str() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl Ingester {
+    /// An ingester on real clients.
+    pub fn new(s3: aws_sdk_s3::Client, dynamodb: aws_sdk_dynamodb::Client, registry: Registry, config: Config) -> Self {
+        let store = EventStore::new(dynamodb, config.events_table.clone());
+        Ingester {
+            s3,
+            store,
+            registry,
+            config,
+        }
+    }
+
+    /// The events table.
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    fn lease_until(&self) -> i64 {
+        now_ms() + self.config.lease.as_millis() as i64
+    }
+
+    /// Ingest one object. `deadline` is when the caller must return (the Lambda deadline).
+    #[tracing::instrument(skip_all, fields(bucket = %obj.bucket, key = %obj.key))]
+    pub async fn ingest_object(&self, obj: &ObjectRef, deadline: Option<Instant>) -> Result<Report, IngestError> {
+        let head = match object::head(&self.s3, obj).await? {
+            Ok(h) => h,
+            Err(Gone) => return self.gone(obj).await,
+        };
+        let file_id = match head.file_id {
+            Some(id) => id,
+            None => match object::hash(&self.s3, obj).await? {
+                Ok(id) => id,
+                Err(Gone) => return self.gone(obj).await,
+            },
+        };
+        let dataset = self.registry.route(&obj.key).clone();
+        let now = now_str();
+        let mut fresh = Manifest::new(
+            &file_id,
+            &dataset.name,
+            dataset.version,
+            &obj.bucket,
+            &obj.key,
+            head.size,
+            &now,
+        );
+        fresh.lease_until = self.lease_until();
+        fresh.attempts = 1;
+        let manifest = match self.store.create_manifest(&fresh).await? {
+            Created::New => fresh,
+            Created::Exists(old) if old.status.is_final() => {
+                self.store.add_key(&file_id, &obj.key, &now).await?;
+                self.store
+                    .put_upload(&Upload::new(
+                        &obj.bucket,
+                        &obj.key,
+                        &file_id,
+                        UploadOutcome::Duplicate,
+                        &now,
+                    ))
+                    .await?;
+                tracing::info!(%file_id, status = old.status.as_str(), "content already ingested: nothing to write");
+                return Ok(Report {
+                    bucket: obj.bucket.clone(),
+                    key: obj.key.clone(),
+                    file_id,
+                    outcome: UploadOutcome::Duplicate,
+                    status: old.status,
+                    reason: old.reason.clone(),
+                    progress: Progress::of(&old),
+                });
+            }
+            Created::Exists(old) => {
+                match self
+                    .store
+                    .acquire(&file_id, &obj.key, now_ms(), self.lease_until(), &now)
+                    .await?
+                {
+                    Some(m) => m,
+                    None => {
+                        return Err(IngestError::Leased {
+                            file_id,
+                            lease_until_ms: old.lease_until,
+                        })
+                    }
+                }
+            }
+        };
+        let dataset = self.registry.get(&manifest.dataset).cloned().unwrap_or(dataset);
+        let report = self.run(obj, &dataset, &manifest, deadline).await?;
+        self.store
+            .put_upload(&Upload::new(
+                &obj.bucket,
+                &obj.key,
+                &file_id,
+                report.outcome,
+                &now_str(),
+            ))
+            .await?;
+        Ok(report)
+    }
+
+    /// The object vanished before it could be read: a failed manifest under an
+    /// id made from the notification, so the message is not a poison pill.
+    async fn gone(&self, obj: &ObjectRef) -> Result<Report, IngestError> {
+        let mut h = Sha256::new();
+        for part in [
+            &obj.bucket,
+            &obj.key,
+            obj.version_id.as_deref().unwrap_or(""),
+            obj.sequencer.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let file_id = format!("gone-{}", hex::encode(&h.finalize()[..16]));
+        let now = now_str();
+        let dataset = self.registry.route(&obj.key);
+        let reason = "object no longer exists: it was deleted or replaced before it could be read".to_owned();
+        let mut m = Manifest::new(&file_id, &dataset.name, dataset.version, &obj.bucket, &obj.key, 0, &now);
+        m.status = FileStatus::Failed;
+        m.reason = Some(reason.clone());
+        m.completed_at = Some(now.clone());
+        self.store.put_failed_manifest(&m).await?;
+        self.store
+            .put_upload(&Upload::new(
+                &obj.bucket,
+                &obj.key,
+                &file_id,
+                UploadOutcome::Failed,
+                &now,
+            ))
+            .await?;
+        tracing::warn!(%file_id, "{reason}");
+        Ok(Report {
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+            file_id,
+            outcome: UploadOutcome::Failed,
+            status: FileStatus::Failed,
+            reason: Some(reason),
+            progress: Progress::default(),
+        })
+    }
+
+    /// Stream the lines from the checkpoint on and write their events.
+    async fn run(
+        &self,
+        obj: &ObjectRef,
+        dataset: &Dataset,
+        manifest: &Manifest,
+        deadline: Option<Instant>,
+    ) -> Result<Report, IngestError> {
+        let file_id = manifest.file_id.clone();
+        let (start, mut progress) = match &manifest.header {
+            Some(header) if manifest.checkpoint_byte > 0 => (
+                Start::Resume {
+                    header: header.clone(),
+                    byte: manifest.checkpoint_byte,
+                    next_line: manifest.checkpoint_line + 1,
+                },
+                Progress::of(manifest),
+            ),
+            // Nothing checkpointed yet: start over; events already written are counted as present.
+            _ => (
+                Start::Beginning,
+                Progress {
+                    written: manifest.written,
+                    already_present: manifest.already_present,
+                    ..Progress::default()
+                },
+            ),
+        };
+        if let Start::Resume { byte, next_line, .. } = &start {
+            tracing::info!(%file_id, byte, line = next_line, "resuming from the checkpoint");
+        }
+        let report = |status, reason: Option<String>, progress| Report {
+            bucket: obj.bucket.clone(),
+            key: obj.key.clone(),
+            file_id: file_id.clone(),
+            outcome: UploadOutcome::New,
+            status,
+            reason,
+            progress,
+        };
+        let from = match &start {
+            Start::Resume { byte, .. } => *byte,
+            Start::Beginning => 0,
+        };
+        let body = match object::get(&self.s3, obj, from).await? {
+            Ok(o) => o.body,
+            Err(Gone) => {
+                let reason = "object no longer exists: it was deleted or replaced while being read".to_owned();
+                self.store
+                    .finish(&file_id, FileStatus::Failed, Some(&reason), &progress, &now_str())
+                    .await?;
+                return Ok(report(FileStatus::Failed, Some(reason), progress));
+            }
+        };
+
+        // Parse on a blocking thread, fed from the body; lines come back over a bounded channel.
+        let (tx, mut rx) = mpsc::channel::<Msg>(1024);
+        let limits = self.config.limits;
+        let ds = dataset.clone();
+        let reader = tokio::task::spawn_blocking(move || {
+            let input = SyncIoBridge::new(body.into_async_read());
+            let mut lines = match LineReader::new(input, start, &ds, limits) {
+                Ok(r) => r,
+                Err(e) => return tx.blocking_send(Msg::Failed(e)).ok(),
+            };
+            tx.blocking_send(Msg::Header(lines.header().to_vec())).ok()?;
+            loop {
+                match lines.next_line() {
+                    Ok(Some(l)) => tx.blocking_send(Msg::Line(l)).ok()?,
+                    Ok(None) => return Some(()),
+                    Err(e) => return tx.blocking_send(Msg::Failed(e)).ok(),
+                }
+            }
+        });
+
+        let mut header = manifest.header.clone().unwrap_or_default();
+        let mut inflight = FuturesOrdered::new();
+        let mut since_checkpoint = 0u64;
+        let mut input_done = false;
+        let mut stop: Option<IngestError> = None;
+        let near_deadline = |d: Option<Instant>| d.is_some_and(|d| Instant::now() + self.config.deadline_margin >= d);
+        loop {
+            // Keep the window full while there is input.
+            while !input_done && stop.is_none() && inflight.len() < self.config.concurrency {
+                if near_deadline(deadline) {
+                    stop = Some(IngestError::Deadline {
+                        bucket: obj.bucket.clone(),
+                        key: obj.key.clone(),
+                        line: 0,
+                    });
+                    break;
+                }
+                match rx.recv().await {
+                    None => input_done = true,
+                    Some(Msg::Header(h)) => header = h,
+                    Some(Msg::Failed(ReadError::Header(e))) => {
+                        drop(rx);
+                        let reason = e.to_string();
+                        tracing::warn!(%file_id, %reason, "file refused");
+                        self.store
+                            .finish(&file_id, FileStatus::Failed, Some(&reason), &progress, &now_str())
+                            .await?;
+                        return Ok(report(FileStatus::Failed, Some(reason), progress));
+                    }
+                    Some(Msg::Failed(ReadError::Io(e))) => {
+                        stop = Some(IngestError::S3 {
+                            bucket: obj.bucket.clone(),
+                            key: obj.key.clone(),
+                            operation: "GetObject",
+                            message: format!("reading the body: {e}"),
+                        });
+                    }
+                    Some(Msg::Line(line)) => {
+                        let (number, end) = (line.number, line.end_byte);
+                        let (item, ty) = line_item(&file_id, dataset, line);
+                        let store = self.store.clone();
+                        let id = file_id.clone();
+                        let put = tokio::spawn(async move { store.put_event(&id, item).await });
+                        inflight.push_back(async move { (number, end, ty, put.await) });
+                    }
+                }
+            }
+            let Some((number, end, ty, res)) = inflight.next().await else {
+                break;
+            };
+            let written = match res {
+                Ok(Ok(w)) => w,
+                Ok(Err(e)) => {
+                    stop.get_or_insert(e);
+                    break;
+                }
+                Err(join) => {
+                    stop.get_or_insert(IngestError::Reader(format!("write task: {join}")));
+                    break;
+                }
+            };
+            progress.rows += 1;
+            match ty {
+                EventType::Accepted => progress.accepted += 1,
+                EventType::Rejected => progress.rejected += 1,
+            }
+            if written {
+                progress.written += 1;
+            } else {
+                progress.already_present += 1;
+            }
+            progress.line = number;
+            progress.byte = end;
+            since_checkpoint += 1;
+            if since_checkpoint >= self.config.checkpoint_every {
+                since_checkpoint = 0;
+                self.store
+                    .checkpoint(&file_id, &progress, &header, self.lease_until(), &now_str())
+                    .await?;
+            }
+        }
+        drop(rx);
+        // A reader blocked on a full channel returns once the receiver is gone.
+        let _ = reader.await;
+
+        if let Some(mut err) = stop {
+            // Keep what is known written, and release the lease so a retry can start at once.
+            self.store
+                .checkpoint(&file_id, &progress, &header, 0, &now_str())
+                .await?;
+            if let IngestError::Deadline { line, .. } = &mut err {
+                *line = progress.line;
+            }
+            tracing::warn!(%file_id, line = progress.line, error = %err, "stopped; the retry resumes at the checkpoint");
+            return Err(err);
+        }
+        self.store
+            .finish(&file_id, FileStatus::Complete, None, &progress, &now_str())
+            .await?;
+        tracing::info!(%file_id, rows = progress.rows, accepted = progress.accepted, rejected = progress.rejected,
+            already_present = progress.already_present, "file complete");
+        Ok(report(FileStatus::Complete, None, progress))
+    }
+}
+
+/// A deadline `remaining` from now, for callers that have a duration.
+pub fn deadline_in(remaining: Duration) -> Instant {
+    Instant::now() + remaining
+}

@@ -1,0 +1,115 @@
+//! S3 notifications, as delivered in SQS message bodies, to the objects to ingest.
+
+use aws_lambda_events::s3::S3Event;
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+
+/// An object an S3 notification says was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key, decoded (`+` and `%xx` as S3 encodes them in notifications).
+    pub key: String,
+    /// Size the notification reports.
+    pub size: Option<u64>,
+    /// Version, on a versioned bucket.
+    pub version_id: Option<String>,
+    /// S3's ordering token for events on one key.
+    pub sequencer: Option<String>,
+}
+
+/// What one message body holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// Objects created (possibly none, if every record was another event type).
+    Created(Vec<ObjectRef>),
+    /// `s3:TestEvent`, sent when a notification configuration is saved.
+    Test,
+}
+
+/// The body is not an S3 notification.
+#[derive(Debug, thiserror::Error)]
+#[error("not an S3 event notification: {0}")]
+pub struct NotANotification(String);
+
+#[derive(Deserialize)]
+struct TestEvent {
+    #[serde(rename = "Event")]
+    event: String,
+}
+
+/// Parse an SQS message body. Records other than `ObjectCreated:*` are skipped
+/// (and logged); a body that is not a notification is an error, so the message
+/// is retried and ends in the dead-letter queue.
+pub fn parse(body: &str) -> Result<Notification, NotANotification> {
+    if let Ok(t) = serde_json::from_str::<TestEvent>(body) {
+        if t.event == "s3:TestEvent" {
+            return Ok(Notification::Test);
+        }
+    }
+    let event: S3Event = serde_json::from_str(body).map_err(|e| NotANotification(e.to_string()))?;
+    if event.records.is_empty() {
+        return Err(NotANotification("no Records".into()));
+    }
+    let mut objects = Vec::new();
+    for r in event.records {
+        let name = r.event_name.unwrap_or_default();
+        if !name.starts_with("ObjectCreated:") {
+            tracing::info!(event_name = %name, "skipping an S3 event that is not ObjectCreated");
+            continue;
+        }
+        let bucket =
+            r.s3.bucket
+                .name
+                .ok_or_else(|| NotANotification("record without bucket name".into()))?;
+        let raw_key =
+            r.s3.object
+                .key
+                .ok_or_else(|| NotANotification("record without object key".into()))?;
+        objects.push(ObjectRef {
+            bucket,
+            key: decode_key(&raw_key).map_err(|e| NotANotification(format!("object key {raw_key:?}: {e}")))?,
+            size: r.s3.object.size.and_then(|s| u64::try_from(s).ok()),
+            version_id: r.s3.object.version_id.filter(|v| !v.is_empty() && v != "null"),
+            sequencer: r.s3.object.sequencer,
+        });
+    }
+    Ok(Notification::Created(objects))
+}
+
+/// Decode a key as S3 writes it in notifications: form encoding, where `+` is
+/// a space and a literal `+` is `%2B`.
+pub fn decode_key(raw: &str) -> Result<String, std::str::Utf8Error> {
+    let spaced = raw.replace('+', " ");
+    percent_decode_str(&spaced).decode_utf8().map(|s| s.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_keys_like_s3_encodes_them() {
+        let cases = [
+            ("Happy%20Face.jpg", "Happy Face.jpg"),
+            ("orders/jan+2024.csv", "orders/jan 2024.csv"),
+            ("a%2Bb.csv", "a+b.csv"),
+            ("caf%C3%A9/%E2%82%AC+report.csv", "café/€ report.csv"),
+            ("plain", "plain"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(decode_key(raw).unwrap(), want, "{raw}");
+        }
+        assert!(decode_key("%FF").is_err());
+    }
+
+    #[test]
+    fn test_events_and_garbage() {
+        let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-01-01T00:00:00.000Z","Bucket":"b","RequestId":"r","HostId":"h"}"#;
+        assert_eq!(parse(test).unwrap(), Notification::Test);
+        for bad in ["", "not json", "{}", r#"{"Records":[]}"#, r#"{"Records":[{"x":1}]}"#] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The events table: conditional writes of events, and the manifest's life
+//! cycle (create, lease, checkpoint, finish).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use schema::items::{to_item, FileStatus, Manifest, Upload};
+use schema::keys;
+
+use crate::error::IngestError;
+
+/// Counters of one file, as far as the checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Lines read.
+    pub rows: u64,
+    /// Accepted among them.
+    pub accepted: u64,
+    /// Rejected among them.
+    pub rejected: u64,
+    /// Events written by this file's runs.
+    pub written: u64,
+    /// Events found already there.
+    pub already_present: u64,
+    /// Last line known written (with all before it).
+    pub line: u64,
+    /// Byte offset just past that line.
+    pub byte: u64,
+}
+
+impl Progress {
+    /// The counters a manifest holds.
+    pub fn of(m: &Manifest) -> Self {
+        Progress {
+            rows: m.rows,
+            accepted: m.accepted,
+            rejected: m.rejected,
+            written: m.written,
+            already_present: m.already_present,
+            line: m.checkpoint_line,
+            byte: m.checkpoint_byte,
+        }
+    }
+}
+
+/// The result of creating a manifest.
+#[derive(Debug)]
+pub enum Created {
+    /// New content: the caller holds the lease.
+    New,
+    /// The content is known: its manifest as it was.
+    Exists(Box<Manifest>),
+}
+
+/// The events table, through the real DynamoDB client.
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    client: Client,
+    table: String,
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn manifest_key(file_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (keys::PK.to_owned(), s(keys::manifest_pk(file_id))),
+        (keys::SK.to_owned(), n(0)),
+    ])
+}
+
+impl EventStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        EventStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn err<'a, E, R>(file_id: &'a str, operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> IngestError + 'a
+    where
+        E: std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        move |e| IngestError::Dynamo {
+            file_id: file_id.to_owned(),
+            operation,
+            message: DisplayErrorContext(&e).to_string(),
+        }
+    }
+
+    /// Create the manifest of new content, or return the existing one in the
+    /// same request (`ReturnValuesOnConditionCheckFailure`).
+    pub async fn create_manifest(&self, m: &Manifest) -> Result<Created, IngestError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(m)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Created::New),
+            Err(e) => {
+                use aws_sdk_dynamodb::operation::put_item::PutItemError;
+                if let Some(PutItemError::ConditionalCheckFailedException(ccf)) = e.as_service_error() {
+                    if let Some(item) = ccf.item() {
+                        let old: Manifest =
+                            serde_dynamo::from_item(item.clone()).map_err(|err| IngestError::Dynamo {
+                                file_id: m.file_id.clone(),
+                                operation: "PutItem",
+                                message: format!("existing manifest does not decode: {err}"),
+                            })?;
+                        return Ok(Created::Exists(Box::new(old)));
+                    }
+                }
+                Err(Self::err(&m.file_id, "PutItem")(e))
+            }
+        }
+    }
+
+    /// Record another upload of known content under `key`.
+    pub async fn add_key(&self, file_id: &str, key: &str, now: &str) -> Result<(), IngestError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .update_expression("ADD #keys :k, uploads :one SET updated_at = :now")
+            .expression_attribute_names("#keys", "keys")
+            .expression_attribute_values(":k", AttributeValue::Ss(vec![key.to_owned()]))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Take over a file left `ingesting` (by a crashed or stopped run) once its
+    /// lease has run out. `Ok(None)`: another run holds it.
+    pub async fn acquire(
+        &self,
+        file_id: &str,
+        key: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        now: &str,
+    ) -> Result<Option<Manifest>, IngestError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .update_expression(
+                "SET lease_until = :until, attempts = attempts + :one, updated_at = :now ADD #keys :k, uploads :one",
+            )
+            .condition_expression("#status = :ingesting AND lease_until < :nowms")
+            .expression_attribute_names("#keys", "keys")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":nowms", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":k", AttributeValue::Ss(vec![key.to_owned()]))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                let m = serde_dynamo::from_item(item).map_err(|err| IngestError::Dynamo {
+                    file_id: file_id.to_owned(),
+                    operation: "UpdateItem",
+                    message: format!("manifest does not decode: {err}"),
+                })?;
+                Ok(Some(m))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
+        }
+    }
+
+    /// Write one event unless it exists. `Ok(true)`: written now; `Ok(false)`: it was there.
+    pub async fn put_event(&self, file_id: &str, item: HashMap<String, AttributeValue>) -> Result<bool, IngestError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Self::err(file_id, "PutItem")(e)),
+        }
+    }
+
+    /// Save progress (and the header, which a resumed run needs). `lease_until_ms`
+    /// extends the lease, or, at 0, releases it for an immediate retry.
+    pub async fn checkpoint(
+        &self,
+        file_id: &str,
+        p: &Progress,
+        header: &[String],
+        lease_until_ms: i64,
+        now: &str,
+    ) -> Result<(), IngestError> {
+        let header = AttributeValue::L(header.iter().map(|h| s(h.clone())).collect());
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .update_expression(
+                "SET #rows = :rows, accepted = :acc, rejected = :rej, written = :wr, already_present = :ap, \
+                 checkpoint_line = :line, checkpoint_byte = :byte, header = :h, lease_until = :until, updated_at = :now",
+            )
+            .condition_expression("#status = :ingesting")
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":rows", n(p.rows))
+            .expression_attribute_values(":acc", n(p.accepted))
+            .expression_attribute_values(":rej", n(p.rejected))
+            .expression_attribute_values(":wr", n(p.written))
+            .expression_attribute_values(":ap", n(p.already_present))
+            .expression_attribute_values(":line", n(p.line))
+            .expression_attribute_values(":byte", n(p.byte))
+            .expression_attribute_values(":h", header)
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Give the manifest its final status and counts, and release the lease.
+    pub async fn finish(
+        &self,
+        file_id: &str,
+        status: FileStatus,
+        reason: Option<&str>,
+        p: &Progress,
+        now: &str,
+    ) -> Result<(), IngestError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .condition_expression("#status = :ingesting")
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":st", s(status.as_str()))
+            .expression_attribute_values(":rows", n(p.rows))
+            .expression_attribute_values(":acc", n(p.accepted))
+            .expression_attribute_values(":rej", n(p.rejected))
+            .expression_attribute_values(":wr", n(p.written))
+            .expression_attribute_values(":ap", n(p.already_present))
+            .expression_attribute_values(":line", n(p.line))
+            .expression_attribute_values(":byte", n(p.byte))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()));
+        let mut expr = "SET #status = :st, #rows = :rows, accepted = :acc, rejected = :rej, written = :wr, \
+                        already_present = :ap, checkpoint_line = :line, checkpoint_byte = :byte, lease_until = :zero, \
+                        updated_at = :now, completed_at = :now"
+            .to_owned();
+        if let Some(r) = reason {
+            expr.push_str(", reason = :reason");
+            req = req.expression_attribute_values(":reason", s(r));
+        }
+        req.update_expression(expr)
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Record a failed manifest for something that has no content to identify it by
+    /// (an object deleted before it was read). Idempotent.
+    pub async fn put_failed_manifest(&self, m: &Manifest) -> Result<(), IngestError> {
+        match self.create_manifest(m).await? {
+            Created::New | Created::Exists(_) => Ok(()),
+        }
+    }
+
+    /// Record the latest upload under an object key.
+    pub async fn put_upload(&self, u: &Upload) -> Result<(), IngestError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(u)))
+            .send()
+            .await
+            .map_err(Self::err(&u.file_id, "PutItem"))?;
+        Ok(())
+    }
+
+    /// Read a manifest.
+    pub async fn manifest(&self, file_id: &str) -> Result<Option<Manifest>, IngestError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(Self::err(file_id, "GetItem"))?;
+        out.item
+            .map(|i| serde_dynamo::from_item(i))
+            .transpose()
+            .map_err(|err| IngestError::Dynamo {
+                file_id: file_id.to_owned(),
+                operation: "GetItem",
+                message: format!("manifest does not decode: {err}"),
+            })
+    }
+}
