@@ -113,3 +113,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use aws_lambda_events::sqs::SqsEvent;
+
+    #[test]
+    fn the_aws_sample_s3_event() {
+        let body = include_str!("../tests/data/example-s3-event.json");
+        let Notification::Created(objs) = parse(body).unwrap() else {
+            panic!("sample is an ObjectCreated event")
+        };
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].bucket, "sourcebucket");
+        assert_eq!(objs[0].key, "Happy Face.jpg");
+        assert_eq!(objs[0].size, Some(1024));
+        assert_eq!(objs[0].version_id.as_deref(), Some("version"));
+    }
+
+    #[test]
+    fn an_sqs_batch_of_notifications() {
+        let event: SqsEvent = serde_json::from_str(include_str!("../tests/data/sqs-s3-notifications.json")).unwrap();
+        assert_eq!(event.records.len(), 2);
+        let first = parse(event.records[0].body.as_deref().unwrap()).unwrap();
+        let Notification::Created(objs) = first else {
+            panic!("first message announces objects")
+        };
+        // The ObjectRemoved record is skipped; the key is decoded (`+` space, `%2B` plus, UTF-8).
+        assert_eq!(objs.len(), 1, "{objs:?}");
+        assert_eq!(objs[0].key, "orders/café 2024/€ report + notes.csv");
+        assert_eq!(objs[0].version_id, None);
+        assert_eq!(
+            parse(event.records[1].body.as_deref().unwrap()).unwrap(),
+            Notification::Test
+        );
+    }
+}

@@ -337,7 +337,7 @@ impl EventStore {
             .await
             .map_err(Self::err(file_id, "GetItem"))?;
         out.item
-            .map(|i| serde_dynamo::from_item(i))
+            .map(serde_dynamo::from_item)
             .transpose()
             .map_err(|err| IngestError::Dynamo {
                 file_id: file_id.to_owned(),

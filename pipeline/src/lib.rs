@@ -1,0 +1,15 @@
+//! The operator's side of the pipeline: the embedded local stack, the
+//! resources it creates, and the `pipeline` CLI built on them.
+//!
+//! # Layout
+//!
+//! * [`stack`]: DynamoDB (with Streams) and S3 emulators in-process on 127.0.0.1.
+//! * [`resources`]: the table and bucket, created as the deployment has them.
+//! * [`generate`]: synthetic `orders` CSVs of any size, good and bad lines.
+//! * [`upload`]: uploads with a whole-object SHA-256, the file's identity.
+#![deny(missing_docs)]
+
+pub mod generate;
+pub mod resources;
+pub mod stack;
+pub mod upload;

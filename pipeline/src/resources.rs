@@ -1,0 +1,78 @@
+//! The resources the pipeline needs, created on the local stack with the
+//! settings the deployment uses.
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+    StreamViewType,
+};
+
+/// Names of the deployed resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The upload bucket.
+    pub bucket: String,
+    /// The events table.
+    pub events_table: String,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            bucket: "csv-pipeline-uploads".into(),
+            events_table: "csv-pipeline-events".into(),
+        }
+    }
+}
+
+/// Create the events table (pk S, sk N, on-demand, stream `NEW_IMAGE`) unless it exists.
+pub async fn ensure_events_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
+    if ddb.describe_table().table_name(name).send().await.is_ok() {
+        return Ok(());
+    }
+    let attr = |n: &str, t| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(t)
+            .build()
+            .expect("name and type are set")
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("name and type are set")
+    };
+    ddb.create_table()
+        .table_name(name)
+        .attribute_definitions(attr(schema::keys::PK, ScalarAttributeType::S))
+        .attribute_definitions(attr(schema::keys::SK, ScalarAttributeType::N))
+        .key_schema(key(schema::keys::PK, KeyType::Hash))
+        .key_schema(key(schema::keys::SK, KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .expect("enabled is set"),
+        )
+        .send()
+        .await
+        .with_context(|| format!("creating table {name}"))?;
+    Ok(())
+}
+
+/// Create the bucket unless it exists.
+pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<()> {
+    if s3.head_bucket().bucket(name).send().await.is_ok() {
+        return Ok(());
+    }
+    s3.create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .with_context(|| format!("creating bucket {name}"))?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The embedded local stack: AWS emulators in-process on 127.0.0.1, spoken to
+//! over HTTP by the real AWS SDK clients.
+//!
+//! * DynamoDB and DynamoDB Streams: `dynoxide-rs` (SQLite; a file under the
+//!   state directory, or memory).
+//! * S3: `s3s-fs` (objects as files under the state directory), behind the
+//!   `s3s` protocol layer, served with hyper. Chosen over `awsim-s3` because it
+//!   is a plain hyper service with ranged GETs and SHA-256 checksums, embeds in
+//!   a few lines and keeps objects as plain files; `awsim` embeds only through
+//!   its whole gateway. See docs/local-stack.md.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Access key the emulators accept (any SDK can use it).
+pub const ACCESS_KEY: &str = "local";
+/// Secret key the emulators accept.
+pub const SECRET_KEY: &str = "localsecret";
+/// Region of the local stack.
+pub const REGION: &str = "us-east-1";
+
+/// Where the stack keeps its state.
+#[derive(Debug, Clone)]
+pub enum State {
+    /// Nothing survives the process (tests).
+    Memory,
+    /// DynamoDB in `dir/dynamodb.sqlite`, S3 objects under `dir/s3/`.
+    Dir(PathBuf),
+}
+
+/// Fixed ports (for `pipeline up`) or any free ones (0).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ports {
+    /// DynamoDB and Streams.
+    pub dynamodb: u16,
+    /// S3.
+    pub s3: u16,
+}
+
+/// A running local stack. Dropping it stops the servers.
+pub struct LocalStack {
+    /// `http://127.0.0.1:PORT` of DynamoDB and DynamoDB Streams.
+    pub dynamodb_endpoint: String,
+    /// `http://127.0.0.1:PORT` of S3.
+    pub s3_endpoint: String,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _tmp: Option<PathBuf>,
+}
+
+impl LocalStack {
+    /// Start the emulators.
+    pub async fn start(state: State, ports: Ports) -> Result<Self> {
+        let (shutdown, rx) = watch::channel(false);
+        let (db, s3_root, tmp) = match &state {
+            State::Memory => {
+                let db = dynoxide::Database::memory().map_err(|e| anyhow::anyhow!("dynoxide: {e}"))?;
+                let root = std::env::temp_dir().join(format!("pipeline-s3-{}", uuid_like()));
+                (db, root.clone(), Some(root))
+            }
+            State::Dir(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join("dynamodb.sqlite");
+                let db = dynoxide::Database::new(path.to_str().context("state path is not UTF-8")?)
+                    .map_err(|e| anyhow::anyhow!("dynoxide on {}: {e}", path.display()))?;
+                (db, dir.join("s3"), None)
+            }
+        };
+        std::fs::create_dir_all(&s3_root).with_context(|| format!("creating {}", s3_root.display()))?;
+
+        let ddb_listener = bind(ports.dynamodb).await?;
+        let ddb_addr = ddb_listener.local_addr()?;
+        let mut ddb_rx = rx.clone();
+        let ddb = tokio::spawn(async move {
+            let stop = async move {
+                let _ = ddb_rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = dynoxide::server::serve_with_shutdown(ddb_listener, db, stop).await {
+                tracing::error!("dynamodb emulator stopped: {e}");
+            }
+        });
+
+        let s3_listener = bind(ports.s3).await?;
+        let s3_addr = s3_listener.local_addr()?;
+        let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, rx));
+
+        Ok(LocalStack {
+            dynamodb_endpoint: endpoint(ddb_addr),
+            s3_endpoint: endpoint(s3_addr),
+            shutdown,
+            tasks: vec![ddb, s3],
+            _tmp: tmp,
+        })
+    }
+
+    /// SDK configuration with the stack's credentials and region (no endpoint).
+    pub fn sdk_config(&self) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "local-stack"),
+            ))
+            .build()
+    }
+
+    /// A DynamoDB client on the emulator.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.dynamodb_with(|b| b)
+    }
+
+    /// A DynamoDB client on the emulator, with extra configuration (interceptors in tests).
+    pub fn dynamodb_with(
+        &self,
+        f: impl FnOnce(aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder,
+    ) -> aws_sdk_dynamodb::Client {
+        let b = aws_sdk_dynamodb::config::Builder::from(&self.sdk_config()).endpoint_url(&self.dynamodb_endpoint);
+        aws_sdk_dynamodb::Client::from_conf(f(b).build())
+    }
+
+    /// An S3 client on the emulator (path-style addressing).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        self.s3_with(|b| b)
+    }
+
+    /// An S3 client on the emulator, with extra configuration.
+    pub fn s3_with(
+        &self,
+        f: impl FnOnce(aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder,
+    ) -> aws_sdk_s3::Client {
+        let b = aws_sdk_s3::config::Builder::from(&self.sdk_config())
+            .endpoint_url(&self.s3_endpoint)
+            .force_path_style(true);
+        aws_sdk_s3::Client::from_conf(f(b).build())
+    }
+
+    /// Stop the servers and wait for them.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(tmp) = &self._tmp {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+    }
+}
+
+async fn bind(port: u16) -> Result<TcpListener> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr} (is another local stack running?)"))
+}
+
+fn endpoint(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+async fn serve_s3(listener: TcpListener, root: PathBuf, mut stop: watch::Receiver<bool>) {
+    let service = match s3_service(&root) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("s3 emulator: {e:#}");
+            return;
+        }
+    };
+    let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((socket, _)) = accepted else { continue };
+                let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    graceful.shutdown().await;
+}
+
+fn s3_service(root: &Path) -> Result<s3s::service::S3Service> {
+    let fs = s3s_fs::FileSystem::new(root).map_err(|e| anyhow::anyhow!("s3s-fs on {}: {e:?}", root.display()))?;
+    let mut b = s3s::service::S3ServiceBuilder::new(fs);
+    b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    Ok(b.build())
+}

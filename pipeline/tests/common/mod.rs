@@ -1,0 +1,298 @@
+//! Shared by the integration tests: a local stack per test, with the real
+//! handlers on real SDK clients, plus request counting and fault injection
+//! through SDK interceptors (the data path itself is never faked).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::operation::put_item::PutItemInput;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use ingest::{Config, Ingester};
+use pipeline::resources::{self, Names};
+use pipeline::stack::{LocalStack, Ports, State};
+use schema::items::{EventItem, Manifest};
+use schema::Registry;
+
+/// Counts requests by "service:operation".
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Counter {
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.lock().unwrap().values().sum()
+    }
+
+    pub fn reset(&self) {
+        self.0.lock().unwrap().clear();
+    }
+}
+
+impl Intercept for Counter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    // Every HTTP request, retries included.
+    fn read_before_transmit(
+        &self,
+        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(m) = cfg.load::<Metadata>() {
+            *self
+                .0
+                .lock()
+                .unwrap()
+                .entry(format!("{}:{}", m.service(), m.name()))
+                .or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Fails every event `PutItem` after the first `after` while armed: a crash
+/// (or an outage) in the middle of a file.
+#[derive(Debug, Clone)]
+pub struct FailEventPuts {
+    after: Arc<AtomicU64>,
+    seen: Arc<AtomicU64>,
+}
+
+impl FailEventPuts {
+    pub fn disarmed() -> Self {
+        FailEventPuts {
+            after: Arc::new(AtomicU64::new(u64::MAX)),
+            seen: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn arm(&self, after: u64) {
+        self.seen.store(0, Ordering::SeqCst);
+        self.after.store(after, Ordering::SeqCst);
+    }
+
+    pub fn disarm(&self) {
+        self.after.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
+impl Intercept for FailEventPuts {
+    fn name(&self) -> &'static str {
+        "FailEventPuts"
+    }
+
+    fn read_before_execution(
+        &self,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let is_event = ctx
+            .input()
+            .downcast_ref::<PutItemInput>()
+            .and_then(|i| i.item())
+            .and_then(|i| i.get("pk"))
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|pk| pk.starts_with("E#"));
+        if is_event {
+            let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+            if n > self.after.load(Ordering::SeqCst) {
+                return Err("injected failure: the process died here".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fresh stack with the table and bucket, and an ingester on it.
+pub struct Env {
+    pub stack: LocalStack,
+    pub names: Names,
+    pub s3: aws_sdk_s3::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub counter: Counter,
+    pub fault: FailEventPuts,
+    pub ingester: Ingester,
+}
+
+pub async fn env() -> Env {
+    env_with(|c| c).await
+}
+
+pub async fn env_with(tune: impl FnOnce(Config) -> Config) -> Env {
+    let stack = LocalStack::start(State::Memory, Ports::default())
+        .await
+        .expect("local stack starts");
+    let names = Names::default();
+    let counter = Counter::default();
+    let fault = FailEventPuts::disarmed();
+    let (c1, c2, f) = (counter.clone(), counter.clone(), fault.clone());
+    let ddb = stack.dynamodb_with(|b| b.interceptor(c1).interceptor(f));
+    let s3 = stack.s3_with(|b| b.interceptor(c2));
+    resources::ensure_events_table(&ddb, &names.events_table).await.unwrap();
+    resources::ensure_bucket(&s3, &names.bucket).await.unwrap();
+    let config = tune(Config::new(&names.events_table));
+    let ingester = Ingester::new(s3.clone(), ddb.clone(), Registry::builtin(), config);
+    counter.reset();
+    Env {
+        stack,
+        names,
+        s3,
+        ddb,
+        counter,
+        fault,
+        ingester,
+    }
+}
+
+/// An SQS message carrying an S3 `ObjectCreated:Put` notification, built from
+/// the AWS sample event with the key encoded as S3 encodes it.
+pub fn notification(id: &str, bucket: &str, key: &str) -> SqsMessage {
+    let mut event: serde_json::Value =
+        serde_json::from_str(include_str!("../../../ingest/tests/data/example-s3-event.json")).unwrap();
+    let rec = &mut event["Records"][0];
+    rec["s3"]["bucket"]["name"] = bucket.into();
+    rec["s3"]["object"]["key"] = encode_key(key).into();
+    rec["s3"]["object"].as_object_mut().unwrap().remove("versionId");
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.to_owned());
+    m.body = Some(event.to_string());
+    m
+}
+
+pub fn batch(messages: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = messages;
+    e
+}
+
+/// S3's notification encoding: form-style, space as `+`.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Env {
+    pub fn bucket(&self) -> &str {
+        &self.names.bucket
+    }
+
+    pub fn object(&self, key: &str) -> ingest::ObjectRef {
+        ingest::ObjectRef {
+            bucket: self.names.bucket.clone(),
+            key: key.to_owned(),
+            size: None,
+            version_id: None,
+            sequencer: None,
+        }
+    }
+
+    pub async fn put(&self, key: &str, bytes: &[u8]) -> String {
+        pipeline::upload::upload_bytes(&self.s3, self.bucket(), key, bytes.to_vec())
+            .await
+            .unwrap()
+    }
+
+    pub async fn manifest(&self, file_id: &str) -> Manifest {
+        self.ingester
+            .store()
+            .manifest(file_id)
+            .await
+            .unwrap()
+            .expect("manifest exists")
+    }
+
+    /// Every event of a file, by line, read page by page with `Query`.
+    pub async fn events(&self, file_id: &str, lines: u64) -> Vec<EventItem> {
+        let mut out = Vec::new();
+        for pk in schema::keys::event_pages(file_id, lines) {
+            let mut start = None;
+            loop {
+                let page = self
+                    .ddb
+                    .query()
+                    .table_name(&self.names.events_table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                    .set_exclusive_start_key(start)
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .unwrap();
+                for item in page.items() {
+                    out.push(serde_dynamo::from_item::<_, EventItem>(item.clone()).unwrap());
+                }
+                start = page.last_evaluated_key().cloned();
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        out.sort_by_key(|e| e.sk);
+        out
+    }
+
+    /// Number of items in the table (events, manifests, uploads).
+    pub async fn item_count(&self) -> usize {
+        let mut n = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .scan()
+                .table_name(&self.names.events_table)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            n += page.count() as usize;
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return n;
+            }
+        }
+    }
+}
+
+/// Read a file of the repository's `data/` directory.
+pub fn data(path: &str) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data");
+    std::fs::read(root.join(path)).unwrap_or_else(|e| panic!("data/{path}: {e}"))
+}
+
+/// `orders` text with `n` good lines.
+pub fn orders(n: u64, seed: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    pipeline::generate::orders(
+        &mut buf,
+        pipeline::generate::Spec {
+            lines: Some(n),
+            bytes: None,
+            bad_every: 0,
+            seed,
+        },
+    )
+    .unwrap();
+    buf
+}
