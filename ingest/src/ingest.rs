@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use futures::stream::{FuturesOrdered, StreamExt};
-use schema::items::{EventItem, EventType, FileStatus, Manifest, Upload, UploadOutcome};
+use schema::items::{accepted_item, to_item, EventItem, EventType, FileStatus, Manifest, Upload, UploadOutcome};
 use schema::{Dataset, Registry};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -40,16 +40,24 @@ pub struct Report {
 
 /// Build the item of one line: the pure part of the hot path.
 pub fn line_item(file_id: &str, dataset: &Dataset, line: Line) -> (HashMap<String, AttributeValue>, EventType) {
-    let event = match line.outcome {
-        Ok(fields) => EventItem::accepted(file_id, line.number, &dataset.name, dataset.version, fields),
-        Err(why) => EventItem::rejected(file_id, line.number, &dataset.name, dataset.version, &line.raw, why),
-    };
-    let item = event.into_item(&line.raw);
-    let ty = match item.get("event_type").and_then(|v| v.as_s().ok()).map(String::as_str) {
-        Some("row.accepted") => EventType::Accepted,
-        _ => EventType::Rejected,
-    };
-    (item, ty)
+    match line.outcome {
+        Ok(fields) => (
+            accepted_item(file_id, line.number, &dataset.name, dataset.version, fields),
+            EventType::Accepted,
+        ),
+        Err(why) => (
+            to_item(&EventItem::rejected(file_id, line.number, &dataset.name, dataset.version, &line.raw, why)),
+            EventType::Rejected,
+        ),
+    }
+}
+
+/// A line ready to write: built on the reading thread, so the async side only sends.
+struct Built {
+    number: u64,
+    end: u64,
+    item: HashMap<String, AttributeValue>,
+    ty: EventType,
 }
 
 /// Ingests objects into the events table.
@@ -63,7 +71,7 @@ pub struct Ingester {
 
 enum Msg {
     Header(Vec<String>),
-    Line(Line),
+    Line(Built),
     Failed(ReadError),
 }
 
@@ -279,6 +287,7 @@ impl Ingester {
         let (tx, mut rx) = mpsc::channel::<Msg>(1024);
         let limits = self.config.limits;
         let ds = dataset.clone();
+        let id = file_id.clone();
         let reader = tokio::task::spawn_blocking(move || {
             let input = SyncIoBridge::new(body.into_async_read());
             let mut lines = match LineReader::new(input, start, &ds, limits) {
@@ -288,7 +297,11 @@ impl Ingester {
             tx.blocking_send(Msg::Header(lines.header().to_vec())).ok()?;
             loop {
                 match lines.next_line() {
-                    Ok(Some(l)) => tx.blocking_send(Msg::Line(l)).ok()?,
+                    Ok(Some(l)) => {
+                        let (number, end) = (l.number, l.end_byte);
+                        let (item, ty) = line_item(&id, &ds, l);
+                        tx.blocking_send(Msg::Line(Built { number, end, item, ty })).ok()?
+                    }
                     Ok(None) => return Some(()),
                     Err(e) => return tx.blocking_send(Msg::Failed(e)).ok(),
                 }
@@ -332,9 +345,7 @@ impl Ingester {
                             message: format!("reading the body: {e}"),
                         });
                     }
-                    Some(Msg::Line(line)) => {
-                        let (number, end) = (line.number, line.end_byte);
-                        let (item, ty) = line_item(&file_id, dataset, line);
+                    Some(Msg::Line(Built { number, end, item, ty })) => {
                         let store = self.store.clone();
                         let id = file_id.clone();
                         let put = tokio::spawn(async move { store.put_event(&id, item).await });

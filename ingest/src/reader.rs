@@ -9,17 +9,19 @@
 use std::io::{self, Read};
 
 use csv::{ByteRecord, ReaderBuilder};
-use schema::{Fields, HeaderError, Limits, Rejection, RowValidator};
+use aws_sdk_dynamodb::types::AttributeValue;
+use schema::items::{FieldMap, MAX_FIELDS_BYTES};
+use schema::{HeaderError, Limits, Rejection, RowValidator};
 
 /// One CSV record after the header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Line {
     /// 1-based record number after the header.
     pub number: u64,
     /// Absolute byte offset just past the record (a resume point).
     pub end_byte: u64,
-    /// The typed fields, or why the line was rejected.
-    pub outcome: Result<Fields, Rejection>,
+    /// The typed fields (as the event item stores them), or why the line was rejected.
+    pub outcome: Result<FieldMap, Rejection>,
     /// The raw bytes of a rejected line, without its line break (empty for accepted lines).
     pub raw: Vec<u8>,
 }
@@ -148,7 +150,7 @@ impl<R: Read> LineReader<R> {
                 raw.len()
             )))
         } else {
-            self.validator.validate(self.record.iter())
+            self.validate()
         };
         let outcome = match outcome {
             Err(r) if unbalanced_quote(raw) => Err(Rejection {
@@ -166,6 +168,22 @@ impl<R: Read> LineReader<R> {
             outcome,
             raw,
         }))
+    }
+
+    fn validate(&self) -> Result<FieldMap, Rejection> {
+        let mut fields = FieldMap::with_capacity(self.record.len());
+        let mut size = 0;
+        self.validator.validate_each(self.record.iter(), |name, value| {
+            size += name.len() + value.len() + 2;
+            fields.insert(name.to_owned(), AttributeValue::S(value));
+        })?;
+        if size > MAX_FIELDS_BYTES {
+            return Err(Rejection::line(format!(
+                "line makes an item of more than {} bytes, DynamoDB's limit",
+                schema::items::MAX_ITEM_BYTES
+            )));
+        }
+        Ok(fields)
     }
 
     /// Reject the physical line starting at relative offset `start` and restart
@@ -226,6 +244,9 @@ fn unbalanced_quote(raw: &[u8]) -> bool {
     raw.iter().filter(|&&b| b == b'"').count() % 2 == 1
 }
 
+/// Bytes of consumed records kept before the buffer is compacted.
+const COMPACT_AT: usize = 64 * 1024;
+
 /// A `Read` adapter that keeps the bytes of the record being parsed, so a
 /// rejected line can be stored as it was written, and that refuses to let a
 /// single record grow past a limit.
@@ -239,6 +260,8 @@ struct Tap<R> {
     kept_from: u64,
     /// Relative offset of the next byte handed out.
     pos: u64,
+    /// The csv reader is done with everything before this offset.
+    done_to: u64,
     /// Hard cap on `pos - kept_from`: the longest line plus read-ahead.
     cap: u64,
     over_limit: bool,
@@ -253,6 +276,7 @@ impl<R: Read> Tap<R> {
             kept: Vec::new(),
             kept_from: 0,
             pos: 0,
+            done_to: 0,
             cap: max_line_bytes as u64 + 64 * 1024,
             over_limit: false,
         }
@@ -265,9 +289,14 @@ impl<R: Read> Tap<R> {
 
     /// The csv reader is done with everything before `offset`.
     fn consumed_to(&mut self, offset: u64) {
+        self.done_to = offset;
+        // Compact only when the consumed prefix is large: shifting on every
+        // record would copy the read-ahead buffer once per line.
         let drop = (offset - self.kept_from) as usize;
-        self.kept.drain(..drop.min(self.kept.len()));
-        self.kept_from = offset;
+        if drop >= COMPACT_AT && drop * 2 >= self.kept.len() {
+            self.kept.drain(..drop.min(self.kept.len()));
+            self.kept_from = offset;
+        }
     }
 
     /// The physical line starting at `start` (with its line break), reading on
@@ -312,6 +341,7 @@ impl<R: Read> Tap<R> {
             kept: Vec::new(),
             kept_from: 0,
             pos: 0,
+            done_to: 0,
             cap: self.cap,
             over_limit: false,
         }
@@ -337,11 +367,11 @@ impl<R: Read> Tap<R> {
 
 impl<R: Read> Read for Tap<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos - self.kept_from >= self.cap {
+        if self.pos - self.done_to >= self.cap {
             self.over_limit = true;
             return Err(io::Error::other("record exceeds the line length limit"));
         }
-        let room = (self.cap - (self.pos - self.kept_from)) as usize;
+        let room = (self.cap - (self.pos - self.done_to)) as usize;
         let want = buf.len().min(room);
         let n = self.read_raw(&mut buf[..want])?;
         self.kept.extend_from_slice(&buf[..n]);
@@ -368,7 +398,11 @@ mod tests {
         lines
             .iter()
             .map(|l| match &l.outcome {
-                Ok(f) => format!("ok {}", f.values().cloned().collect::<Vec<_>>().join("|")),
+                Ok(f) => {
+                    let sorted: std::collections::BTreeMap<_, _> = f.iter().collect();
+                    let values: Vec<&str> = sorted.values().map(|v| v.as_s().unwrap().as_str()).collect();
+                    format!("ok {}", values.join("|"))
+                }
                 Err(r) => format!("rejected {}", r.reason),
             })
             .collect()

@@ -7,9 +7,15 @@
 //! * [`resources`]: the table and bucket, created as the deployment has them.
 //! * [`generate`]: synthetic `orders` CSVs of any size, good and bad lines.
 //! * [`upload`]: uploads with a whole-object SHA-256, the file's identity.
+//! * [`local`]: `pipeline run`, the ingest end to end on the local stack.
+//! * [`metrics`]: request counting (an SDK interceptor) and peak memory.
+//! * [`bench`]: end-to-end measurements on the local stack.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod generate;
+pub mod local;
+pub mod metrics;
 pub mod resources;
 pub mod stack;
 pub mod upload;

@@ -135,8 +135,24 @@ impl RowValidator {
         self.limits
     }
 
-    /// Validate one record, given as raw fields (bytes, not yet UTF-8 checked).
+    /// Validate one record, given as raw fields (bytes, not yet UTF-8 checked),
+    /// into a map of column name to canonical text.
     pub fn validate<'a, I>(&self, fields: I) -> Result<Fields, Rejection>
+    where
+        I: ExactSizeIterator<Item = &'a [u8]>,
+    {
+        let mut out = Fields::new();
+        self.validate_each(fields, |name, value| {
+            out.insert(name.to_owned(), value);
+        })?;
+        Ok(out)
+    }
+
+    /// Validate one record, handing each present field (column name, canonical
+    /// text) to `emit`: the ingest builds its items this way without an
+    /// intermediate map. Nothing is emitted past the first bad field, but the
+    /// caller must discard what was emitted if an error is returned.
+    pub fn validate_each<'a, I>(&self, fields: I, mut emit: impl FnMut(&str, String)) -> Result<(), Rejection>
     where
         I: ExactSizeIterator<Item = &'a [u8]>,
     {
@@ -154,25 +170,14 @@ impl RowValidator {
                 self.slots.len()
             )));
         }
-        let mut out = Fields::new();
         for (slot, raw) in self.slots.iter().zip(fields) {
             let text = std::str::from_utf8(raw).map_err(|e| {
-                Rejection::column(
-                    &slot.name,
-                    format!("invalid UTF-8 at byte {} of the field", e.valid_up_to()),
-                )
+                Rejection::column(&slot.name, format!("invalid UTF-8 at byte {} of the field", e.valid_up_to()))
             })?;
-            let value = if slot.ty == ColumnType::String {
-                text
-            } else {
-                text.trim()
-            };
+            let value = if slot.ty == ColumnType::String { text } else { text.trim() };
             if value.is_empty() {
                 if slot.required {
-                    return Err(Rejection::column(
-                        &slot.name,
-                        format!("required column {:?} is empty", slot.name),
-                    ));
+                    return Err(Rejection::column(&slot.name, format!("required column {:?} is empty", slot.name)));
                 }
                 continue;
             }
@@ -184,9 +189,9 @@ impl RowValidator {
                     .map_err(|reason| Rejection::column(&slot.name, format!("column {:?}: {reason}", slot.name)))?
                     .canonical()
             };
-            out.insert(slot.name.clone(), canonical);
+            emit(&slot.name, canonical);
         }
-        Ok(out)
+        Ok(())
     }
 }
 

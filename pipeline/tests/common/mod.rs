@@ -3,66 +3,22 @@
 //! through SDK interceptors (the data path itself is never faked).
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::config::interceptors::{
-    BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-};
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use ingest::{Config, Ingester};
 use pipeline::resources::{self, Names};
 use pipeline::stack::{LocalStack, Ports, State};
 use schema::items::{EventItem, Manifest};
 use schema::Registry;
 
-/// Counts requests by "service:operation".
-#[derive(Debug, Clone, Default)]
-pub struct Counter(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl Counter {
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().unwrap().clone()
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.lock().unwrap().values().sum()
-    }
-
-    pub fn reset(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
-impl Intercept for Counter {
-    fn name(&self) -> &'static str {
-        "RequestCounter"
-    }
-
-    // Every HTTP request, retries included.
-    fn read_before_transmit(
-        &self,
-        _ctx: &BeforeTransmitInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let Some(m) = cfg.load::<Metadata>() {
-            *self
-                .0
-                .lock()
-                .unwrap()
-                .entry(format!("{}:{}", m.service(), m.name()))
-                .or_default() += 1;
-        }
-        Ok(())
-    }
-}
+pub use pipeline::metrics::RequestCounter as Counter;
 
 /// Fails every event `PutItem` after the first `after` while armed: a crash
 /// (or an outage) in the middle of a file.
@@ -165,7 +121,7 @@ pub fn notification(id: &str, bucket: &str, key: &str) -> SqsMessage {
         serde_json::from_str(include_str!("../../../ingest/tests/data/example-s3-event.json")).unwrap();
     let rec = &mut event["Records"][0];
     rec["s3"]["bucket"]["name"] = bucket.into();
-    rec["s3"]["object"]["key"] = encode_key(key).into();
+    rec["s3"]["object"]["key"] = pipeline::local::encode_key(key).into();
     rec["s3"]["object"].as_object_mut().unwrap().remove("versionId");
     let mut m = SqsMessage::default();
     m.message_id = Some(id.to_owned());
@@ -177,19 +133,6 @@ pub fn batch(messages: Vec<SqsMessage>) -> SqsEvent {
     let mut e = SqsEvent::default();
     e.records = messages;
     e
-}
-
-/// S3's notification encoding: form-style, space as `+`.
-pub fn encode_key(key: &str) -> String {
-    let mut out = String::new();
-    for b in key.bytes() {
-        match b {
-            b' ' => out.push('+'),
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 impl Env {

@@ -1,0 +1,238 @@
+//! End-to-end measurements on the local stack (`pipeline bench`): throughput,
+//! requests per line and peak memory of the ingest on a generated file.
+//!
+//! Both sides run in this process, so the numbers include the emulators. The
+//! emulator's own ceiling (dynoxide: about 1,500 `PutItem`s a second here)
+//! bounds the lines per second; the `read` bench shows what the ingest itself
+//! does with the same object when it is not waiting on DynamoDB.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use ingest::reader::{LineReader, Start};
+use ingest::{Config, Ingester};
+use schema::Registry;
+use tokio_util::io::SyncIoBridge;
+
+use crate::generate::{self, Spec};
+use crate::metrics::{peak_rss, RequestCounter};
+use crate::resources::{self, Names};
+use crate::stack::{LocalStack, Ports, State};
+
+
+/// What one ingest bench measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestBench {
+    /// Lines in the file.
+    pub lines: u64,
+    /// File size.
+    pub bytes: u64,
+    /// Wall time of the ingest.
+    pub seconds: f64,
+    /// Lines per second, end to end.
+    pub lines_per_second: f64,
+    /// DynamoDB requests per line (goal: 1.0).
+    pub dynamodb_requests_per_line: f64,
+    /// S3 requests of the first ingest.
+    pub s3_requests: u64,
+    /// DynamoDB requests of a re-upload under another key (goal: at most 5).
+    pub reupload_dynamodb_requests: u64,
+    /// S3 requests of that re-upload.
+    pub reupload_s3_requests: u64,
+    /// Peak RSS of the process during the ingest (emulators included), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// What one read bench measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReadBench {
+    /// Lines in the file.
+    pub lines: u64,
+    /// File size.
+    pub bytes: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Lines per second through GetObject, parse, validate and item building.
+    pub lines_per_second: f64,
+    /// Peak RSS of the process while reading (the S3 emulator included), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Reset the process's peak RSS, so the next reading covers only what follows.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Where the bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Emulators in this process (their memory counts in the peak RSS).
+    InProcess,
+    /// Endpoints and credentials from the standard AWS environment, e.g. a
+    /// `pipeline up` in another process: the peak RSS is then the ingest's alone.
+    External,
+}
+
+/// Clients with a counter, the stack if in-process, and the generated file.
+struct Setup {
+    stack: Option<LocalStack>,
+    s3: aws_sdk_s3::Client,
+    ddb: aws_sdk_dynamodb::Client,
+    names: Names,
+    stats: generate::Stats,
+    path: std::path::PathBuf,
+}
+
+async fn setup(dir: &Path, spec: Spec, target: Target, counter: &RequestCounter) -> Result<Setup> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("bench.csv");
+    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let stats = generate::orders(&mut w, spec)?;
+    std::io::Write::flush(&mut w)?;
+    drop(w);
+    let names = Names::default();
+    let (stack, s3, ddb) = match target {
+        Target::InProcess => {
+            let stack = LocalStack::start(State::Dir(dir.join("state")), Ports::default()).await?;
+            let s3 = stack.s3_with(|b| b.interceptor(counter.clone()));
+            let ddb = stack.dynamodb_with(|b| b.interceptor(counter.clone()));
+            (Some(stack), s3, ddb)
+        }
+        Target::External => {
+            let (s3, ddb) = crate::stack::env_clients(counter).await;
+            (None, s3, ddb)
+        }
+    };
+    resources::ensure_events_table(&ddb, &names.events_table).await?;
+    resources::ensure_bucket(&s3, &names.bucket).await?;
+    Ok(Setup {
+        stack,
+        s3,
+        ddb,
+        names,
+        stats,
+        path,
+    })
+}
+
+/// Ingest a generated file of `lines` lines, then re-upload it under another key.
+pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) -> Result<IngestBench> {
+    let spec = Spec {
+        lines: Some(lines),
+        bytes: None,
+        bad_every: 100,
+        seed: lines,
+    };
+    let counter = RequestCounter::default();
+    let Setup {
+        stack,
+        s3,
+        ddb,
+        names,
+        stats,
+        path,
+    } = setup(dir, spec, target, &counter).await?;
+    let key = format!("orders/bench-{lines}.csv");
+    let key = key.as_str();
+    crate::upload::upload_file(&s3, &names.bucket, key, &path).await?;
+    let mut config = Config::new(&names.events_table);
+    config.concurrency = concurrency;
+    let ingester = Ingester::new(s3.clone(), ddb, Registry::builtin(), config);
+    let obj = ingest::ObjectRef {
+        bucket: names.bucket.clone(),
+        key: key.to_owned(),
+        size: None,
+        version_id: None,
+        sequencer: None,
+    };
+
+    counter.reset();
+    reset_peak_rss();
+    let t0 = Instant::now();
+    let report = ingester.ingest_object(&obj, None).await?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let peak = peak_rss();
+    anyhow::ensure!(report.progress.rows == stats.lines, "ingested {} of {} lines", report.progress.rows, stats.lines);
+    let dynamodb = counter.service("DynamoDB");
+    let s3_requests = counter.service("S3");
+
+    let copy = ingest::ObjectRef {
+        key: format!("orders/bench-{lines}-copy.csv"),
+        ..obj
+    };
+    crate::upload::upload_file(&s3, &names.bucket, &copy.key, &path).await?;
+    counter.reset();
+    ingester.ingest_object(&copy, None).await?;
+    let result = IngestBench {
+        lines: stats.lines,
+        bytes: stats.bytes,
+        seconds,
+        lines_per_second: stats.lines as f64 / seconds,
+        dynamodb_requests_per_line: dynamodb as f64 / stats.lines as f64,
+        s3_requests,
+        reupload_dynamodb_requests: counter.service("DynamoDB"),
+        reupload_s3_requests: counter.service("S3"),
+        peak_rss_bytes: peak,
+    };
+    if let Some(stack) = stack {
+        stack.stop().await;
+    }
+    Ok(result)
+}
+
+/// Stream a generated file of about `size_mb` MB from the S3 emulator through
+/// the ingest's reader and item building, without writing events.
+pub async fn read(dir: &Path, size_mb: u64, target: Target) -> Result<ReadBench> {
+    let spec = Spec {
+        lines: None,
+        bytes: Some(size_mb * 1_000_000),
+        bad_every: 100,
+        seed: 43,
+    };
+    let counter = RequestCounter::default();
+    let Setup {
+        stack,
+        s3,
+        names,
+        stats,
+        path,
+        ..
+    } = setup(dir, spec, target, &counter).await?;
+    let key = format!("orders/read-bench-{size_mb}.csv");
+    let key = key.as_str();
+    crate::upload::upload_file(&s3, &names.bucket, key, &path).await?;
+    std::fs::remove_file(&path)?;
+    let registry = Registry::builtin();
+    let dataset = registry.route(key).clone();
+
+    reset_peak_rss();
+    let t0 = Instant::now();
+    let body = s3.get_object().bucket(&names.bucket).key(key).send().await?.body;
+    let lines = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let input = SyncIoBridge::new(body.into_async_read());
+        let mut r = LineReader::new(input, Start::Beginning, &dataset, schema::Limits::default())?;
+        let mut n = 0;
+        while let Some(line) = r.next_line()? {
+            let (item, _) = ingest::ingest::line_item("bench", &dataset, line);
+            std::hint::black_box(item);
+            n += 1;
+        }
+        Ok(n)
+    })
+    .await??;
+    let seconds = t0.elapsed().as_secs_f64();
+    anyhow::ensure!(lines == stats.lines, "read {lines} of {} lines", stats.lines);
+    let result = ReadBench {
+        lines,
+        bytes: stats.bytes,
+        seconds,
+        lines_per_second: lines as f64 / seconds,
+        peak_rss_bytes: peak_rss(),
+    };
+    if let Some(stack) = stack {
+        stack.stop().await;
+    }
+    Ok(result)
+}
