@@ -9,7 +9,8 @@ use ingest::ingest::line_item;
 use ingest::reader::{LineReader, Start};
 use schema::{Limits, Registry};
 
-const HEADER: &str = "order_id,ordered_at,customer_id,country,sku,category,quantity,unit_price,currency,discount,gift\n";
+const HEADER: &str =
+    "order_id,ordered_at,customer_id,country,sku,category,quantity,unit_price,currency,discount,gift\n";
 
 fn input(rows: usize) -> Vec<u8> {
     let mut s = String::from(HEADER);

@@ -46,7 +46,14 @@ pub fn line_item(file_id: &str, dataset: &Dataset, line: Line) -> (HashMap<Strin
             EventType::Accepted,
         ),
         Err(why) => (
-            to_item(&EventItem::rejected(file_id, line.number, &dataset.name, dataset.version, &line.raw, why)),
+            to_item(&EventItem::rejected(
+                file_id,
+                line.number,
+                &dataset.name,
+                dataset.version,
+                &line.raw,
+                why,
+            )),
             EventType::Rejected,
         ),
     }

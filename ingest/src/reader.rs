@@ -8,8 +8,8 @@
 
 use std::io::{self, Read};
 
-use csv::{ByteRecord, ReaderBuilder};
 use aws_sdk_dynamodb::types::AttributeValue;
+use csv::{ByteRecord, ReaderBuilder};
 use schema::items::{FieldMap, MAX_FIELDS_BYTES};
 use schema::{HeaderError, Limits, Rejection, RowValidator};
 

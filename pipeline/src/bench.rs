@@ -20,7 +20,6 @@ use crate::metrics::{peak_rss, RequestCounter};
 use crate::resources::{self, Names};
 use crate::stack::{LocalStack, Ports, State};
 
-
 /// What one ingest bench measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct IngestBench {
@@ -154,7 +153,12 @@ pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) 
     let report = ingester.ingest_object(&obj, None).await?;
     let seconds = t0.elapsed().as_secs_f64();
     let peak = peak_rss();
-    anyhow::ensure!(report.progress.rows == stats.lines, "ingested {} of {} lines", report.progress.rows, stats.lines);
+    anyhow::ensure!(
+        report.progress.rows == stats.lines,
+        "ingested {} of {} lines",
+        report.progress.rows,
+        stats.lines
+    );
     let dynamodb = counter.service("DynamoDB");
     let s3_requests = counter.service("S3");
 

@@ -63,7 +63,11 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
         if p.is_dir() {
             walk(p, p, &mut out)?;
         } else if p.is_file() {
-            let name = p.file_name().context("a file has a name")?.to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .context("a file has a name")?
+                .to_string_lossy()
+                .into_owned();
             out.push((p.clone(), name));
         } else {
             anyhow::bail!("{}: no such file or directory", p.display());
@@ -80,7 +84,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()>
             walk(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
             let rel = path.strip_prefix(root)?;
-            let key = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let key = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             out.push((path, key));
         }
     }
@@ -146,8 +154,14 @@ pub async fn run(state_dir: &Path, paths: &[PathBuf]) -> Result<RunSummary> {
     for (i, (path, key)) in files.iter().enumerate() {
         crate::upload::upload_file(&s3, &names.bucket, key, path).await?;
         let size = std::fs::metadata(path)?.len();
-        let seq = format!("{:016X}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 + i as u64);
-        messages.push(sqs_message(&format!("local-{i}"), notification_body(&names.bucket, key, size, &seq)));
+        let seq = format!(
+            "{:016X}",
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 + i as u64
+        );
+        messages.push(sqs_message(
+            &format!("local-{i}"),
+            notification_body(&names.bucket, key, size, &seq),
+        ));
     }
 
     let counter = RequestCounter::default();
@@ -208,7 +222,11 @@ async fn summarise(ddb: &aws_sdk_dynamodb::Client, names: &Names, key: &str) -> 
         rows: m.rows,
         accepted: m.accepted,
         rejected: m.rejected,
-        written: if upload.outcome == UploadOutcome::Duplicate { 0 } else { m.written },
+        written: if upload.outcome == UploadOutcome::Duplicate {
+            0
+        } else {
+            m.written
+        },
         reason: m.reason,
     })
 }
@@ -219,7 +237,13 @@ mod tests {
 
     #[test]
     fn keys_are_encoded_like_s3_does() {
-        assert_eq!(encode_key("orders/café 2024/a+b.csv"), "orders/caf%C3%A9+2024/a%2Bb.csv");
-        assert_eq!(ingest::notification::decode_key(&encode_key("x y+z/€.csv")).unwrap(), "x y+z/€.csv");
+        assert_eq!(
+            encode_key("orders/café 2024/a+b.csv"),
+            "orders/caf%C3%A9+2024/a%2Bb.csv"
+        );
+        assert_eq!(
+            ingest::notification::decode_key(&encode_key("x y+z/€.csv")).unwrap(),
+            "x y+z/€.csv"
+        );
     }
 }

@@ -114,7 +114,11 @@ fn run() -> Result<()> {
                 print_run(&summary);
             }
             if !summary.failed_messages.is_empty() {
-                anyhow::bail!("{} message(s) failed: {:?}", summary.failed_messages.len(), summary.failed_messages);
+                anyhow::bail!(
+                    "{} message(s) failed: {:?}",
+                    summary.failed_messages.len(),
+                    summary.failed_messages
+                );
             }
             Ok(())
         }
@@ -217,7 +221,10 @@ fn print_run(s: &pipeline::local::RunSummary) {
     let (rows, acc, rej, wr) = s.files.iter().fold((0, 0, 0, 0), |a, f| {
         (a.0 + f.rows, a.1 + f.accepted, a.2 + f.rejected, a.3 + f.written)
     });
-    println!("{:<42} {:<9} {:<9} {rows:>7} {acc:>8} {rej:>8} {wr:>7}", "total", "", "");
+    println!(
+        "{:<42} {:<9} {:<9} {rows:>7} {acc:>8} {rej:>8} {wr:>7}",
+        "total", "", ""
+    );
     println!(
         "\n{} files; ingest made {} DynamoDB and {} S3 requests; {} events written by this run.",
         s.files.len(),

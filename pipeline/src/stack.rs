@@ -236,7 +236,8 @@ fn s3_service(root: &Path) -> Result<s3s::service::S3Service> {
 /// path-style addressing when an endpoint is overridden. Requests are counted.
 pub async fn env_clients(counter: &crate::metrics::RequestCounter) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client) {
     let conf = aws_config::load_from_env().await;
-    let overridden = std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let overridden =
+        std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&conf)
             .force_path_style(overridden)

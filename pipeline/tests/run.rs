@@ -23,13 +23,24 @@ async fn run_twice_then_everything_is_a_duplicate() {
     assert_eq!(keys, ["orders/a.csv", "orders/sub dir/b.csv"]);
     assert!(first.failed_messages.is_empty());
     let b = &first.files[1];
-    assert_eq!((b.outcome, b.status, b.rows, b.accepted, b.rejected), (UploadOutcome::New, FileStatus::Complete, 15, 4, 11));
+    assert_eq!(
+        (b.outcome, b.status, b.rows, b.accepted, b.rejected),
+        (UploadOutcome::New, FileStatus::Complete, 15, 4, 11)
+    );
     assert_eq!(first.files.iter().map(|f| f.written).sum::<u64>(), 45);
 
     // A new stack on the same state directory: the files are known by content.
     let second = pipeline::local::run(&state, &paths).await.unwrap();
-    assert!(second.files.iter().all(|f| f.outcome == UploadOutcome::Duplicate), "{:?}", second.files);
+    assert!(
+        second.files.iter().all(|f| f.outcome == UploadOutcome::Duplicate),
+        "{:?}",
+        second.files
+    );
     assert_eq!(second.files.iter().map(|f| f.written).sum::<u64>(), 0);
     assert_eq!((second.files[1].rows, second.files[1].rejected), (15, 11));
-    assert!(second.dynamodb_requests <= 5 * 2, "{} requests", second.dynamodb_requests);
+    assert!(
+        second.dynamodb_requests <= 5 * 2,
+        "{} requests",
+        second.dynamodb_requests
+    );
 }

@@ -158,7 +158,10 @@ pub fn accepted_item(
     item.insert("event_version".to_owned(), AttributeValue::N(EVENT_VERSION.to_string()));
     item.insert("file_id".to_owned(), AttributeValue::S(file_id.to_owned()));
     item.insert("dataset".to_owned(), AttributeValue::S(dataset.to_owned()));
-    item.insert("dataset_version".to_owned(), AttributeValue::N(dataset_version.to_string()));
+    item.insert(
+        "dataset_version".to_owned(),
+        AttributeValue::N(dataset_version.to_string()),
+    );
     item.insert("fields".to_owned(), AttributeValue::M(fields));
     item
 }
@@ -418,7 +421,14 @@ mod tests {
     #[test]
     fn a_huge_rejected_line_is_cut_to_fit_an_item() {
         let big = "x".repeat(MAX_ITEM_BYTES);
-        let item = to_item(&EventItem::rejected("f", 1, "untyped", 1, big.as_bytes(), Rejection::line("too big")));
+        let item = to_item(&EventItem::rejected(
+            "f",
+            1,
+            "untyped",
+            1,
+            big.as_bytes(),
+            Rejection::line("too big"),
+        ));
         let ev: EventItem = serde_dynamo::from_item(item.clone()).unwrap();
         assert!(ev.raw_truncated);
         assert!(item_size(&item) <= MAX_ITEM_BYTES);

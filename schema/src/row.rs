@@ -172,12 +172,22 @@ impl RowValidator {
         }
         for (slot, raw) in self.slots.iter().zip(fields) {
             let text = std::str::from_utf8(raw).map_err(|e| {
-                Rejection::column(&slot.name, format!("invalid UTF-8 at byte {} of the field", e.valid_up_to()))
+                Rejection::column(
+                    &slot.name,
+                    format!("invalid UTF-8 at byte {} of the field", e.valid_up_to()),
+                )
             })?;
-            let value = if slot.ty == ColumnType::String { text } else { text.trim() };
+            let value = if slot.ty == ColumnType::String {
+                text
+            } else {
+                text.trim()
+            };
             if value.is_empty() {
                 if slot.required {
-                    return Err(Rejection::column(&slot.name, format!("required column {:?} is empty", slot.name)));
+                    return Err(Rejection::column(
+                        &slot.name,
+                        format!("required column {:?} is empty", slot.name),
+                    ));
                 }
                 continue;
             }
