@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! * [`stack`]: DynamoDB (with Streams) and S3 emulators in-process on 127.0.0.1.
-//! * [`resources`]: the table and bucket, created as the deployment has them.
+//! * [`resources`]: the tables and bucket, created as the deployment has them.
+//! * [`streams`]: the events table's stream through the DynamoDB Streams API, as Lambda events.
 //! * [`generate`]: synthetic `orders` CSVs of any size, good and bad lines.
 //! * [`upload`]: uploads with a whole-object SHA-256, the file's identity.
 //! * [`local`]: `pipeline run`, the ingest end to end on the local stack.
@@ -18,4 +19,5 @@ pub mod local;
 pub mod metrics;
 pub mod resources;
 pub mod stack;
+pub mod streams;
 pub mod upload;

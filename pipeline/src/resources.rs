@@ -14,6 +14,9 @@ pub struct Names {
     pub bucket: String,
     /// The events table.
     pub events_table: String,
+    /// The aggregates table (the projector's; no stream, so projector writes
+    /// never reach the events stream).
+    pub aggregates_table: String,
 }
 
 impl Default for Names {
@@ -21,6 +24,7 @@ impl Default for Names {
         Names {
             bucket: "csv-pipeline-uploads".into(),
             events_table: "csv-pipeline-events".into(),
+            aggregates_table: "csv-pipeline-aggregates".into(),
         }
     }
 }
@@ -58,6 +62,34 @@ pub async fn ensure_events_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> 
                 .build()
                 .expect("enabled is set"),
         )
+        .send()
+        .await
+        .with_context(|| format!("creating table {name}"))?;
+    Ok(())
+}
+
+/// Create the aggregates table (pk S, on-demand) unless it exists.
+pub async fn ensure_aggregates_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
+    if ddb.describe_table().table_name(name).send().await.is_ok() {
+        return Ok(());
+    }
+    ddb.create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("name and type are set"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
         .with_context(|| format!("creating table {name}"))?;

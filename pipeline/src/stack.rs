@@ -131,6 +131,13 @@ impl LocalStack {
         aws_sdk_dynamodb::Client::from_conf(f(b).build())
     }
 
+    /// A DynamoDB Streams client on the emulator.
+    pub fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
+        let b =
+            aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk_config()).endpoint_url(&self.dynamodb_endpoint);
+        aws_sdk_dynamodbstreams::Client::from_conf(b.build())
+    }
+
     /// An S3 client on the emulator (path-style addressing).
     pub fn s3(&self) -> aws_sdk_s3::Client {
         self.s3_with(|b| b)

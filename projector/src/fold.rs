@@ -36,6 +36,24 @@ pub enum Acc {
 }
 
 impl Acc {
+    /// The value as stored: a count or an exact decimal, as text.
+    pub fn text(&self) -> String {
+        match self {
+            Acc::Count(n) => n.to_string(),
+            Acc::Sum(d) | Acc::Min(d) | Acc::Max(d) => d.to_string(),
+        }
+    }
+
+    /// Read a stored value back for a measure of `op`.
+    pub fn parse(op: MeasureOp, text: &str) -> Option<Acc> {
+        Some(match op {
+            MeasureOp::Count => Acc::Count(text.parse().ok()?),
+            MeasureOp::Sum => Acc::Sum(text.parse().ok()?),
+            MeasureOp::Min => Acc::Min(text.parse().ok()?),
+            MeasureOp::Max => Acc::Max(text.parse().ok()?),
+        })
+    }
+
     /// Combine two values of the same measure. Count and sum add; min and
     /// max keep the extreme: all four are associative and commutative, so
     /// the order in which events are folded does not matter.
@@ -70,7 +88,21 @@ struct Plan {
     name: String,
     groups: Vec<(String, ColumnType, bool)>,
     measures: Vec<(MeasureOp, Vec<String>)>,
+    measure_names: Vec<String>,
+    group_terms: Vec<String>,
 }
+
+/// The per-file statistics every dataset has: group `[file_id]`.
+pub const FILE_STATS: &str = "file_stats";
+
+/// The measures of [`FILE_STATS`]: accepted and rejected lines, and when the
+/// first and last of them reached the stream (epoch seconds).
+pub const FILE_STATS_MEASURES: [(&str, MeasureOp); 4] = [
+    ("accepted", MeasureOp::Sum),
+    ("rejected", MeasureOp::Sum),
+    ("first_seen", MeasureOp::Min),
+    ("last_seen", MeasureOp::Max),
+];
 
 /// Folds the rows of one dataset into its aggregates.
 pub struct Folder {
@@ -86,6 +118,52 @@ impl Folder {
             dataset: dataset.name.clone(),
             plans,
         }
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    /// The measures of an aggregate (its name and op), in stored order.
+    pub fn measures(&self, aggregate: &str) -> Option<Vec<(String, MeasureOp)>> {
+        if aggregate == FILE_STATS {
+            return Some(FILE_STATS_MEASURES.iter().map(|(n, o)| ((*n).to_owned(), *o)).collect());
+        }
+        let p = self.plans.iter().find(|p| p.name == aggregate)?;
+        Some(
+            p.measure_names
+                .iter()
+                .cloned()
+                .zip(p.measures.iter().map(|(o, _)| *o))
+                .collect(),
+        )
+    }
+
+    /// The group-by terms of an aggregate (`ordered_at:day`, `country`).
+    pub fn group_columns(&self, aggregate: &str) -> Option<Vec<String>> {
+        Some(self.plans.iter().find(|p| p.name == aggregate)?.group_terms.clone())
+    }
+
+    /// Count one line (accepted or not) in its file's statistics.
+    pub fn file_stats(&self, file_id: &str, accepted: bool, at: i64, deltas: &mut Deltas) {
+        let one = |b: bool| Decimal::from(u8::from(b));
+        let key = GroupKey {
+            dataset: self.dataset.clone(),
+            aggregate: FILE_STATS.to_owned(),
+            values: vec![file_id.to_owned()],
+        };
+        let at = Decimal::from(at);
+        merge_into(
+            deltas,
+            key,
+            vec![
+                Acc::Sum(one(accepted)),
+                Acc::Sum(one(!accepted)),
+                Acc::Min(at),
+                Acc::Max(at),
+            ],
+        );
     }
 
     /// Add one accepted row to `deltas`. Nothing is added if the row fails.
@@ -184,6 +262,8 @@ fn plan(ds: &Dataset, a: &Aggregate) -> Plan {
         name: a.name.clone(),
         groups,
         measures,
+        measure_names: a.measures.iter().map(|m| m.name.clone()).collect(),
+        group_terms: a.group_by.clone(),
     }
 }
 

@@ -239,3 +239,50 @@ pub fn orders(n: u64, seed: u64) -> Vec<u8> {
     .unwrap();
     buf
 }
+
+/// Fails every `TransactWriteItems` after the first `after` while armed: a
+/// projector that dies between two transactions of a batch.
+#[derive(Debug, Clone)]
+pub struct FailTransactions {
+    after: Arc<AtomicU64>,
+    seen: Arc<AtomicU64>,
+}
+
+impl FailTransactions {
+    pub fn disarmed() -> Self {
+        FailTransactions {
+            after: Arc::new(AtomicU64::new(u64::MAX)),
+            seen: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn arm(&self, after: u64) {
+        self.seen.store(0, Ordering::SeqCst);
+        self.after.store(after, Ordering::SeqCst);
+    }
+
+    pub fn disarm(&self) {
+        self.after.store(u64::MAX, Ordering::SeqCst);
+    }
+}
+
+impl Intercept for FailTransactions {
+    fn name(&self) -> &'static str {
+        "FailTransactions"
+    }
+
+    fn read_before_execution(
+        &self,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+        if ctx.input().downcast_ref::<TransactWriteItemsInput>().is_some() {
+            let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+            if n > self.after.load(Ordering::SeqCst) {
+                return Err("injected failure: the projector died here".into());
+            }
+        }
+        Ok(())
+    }
+}
