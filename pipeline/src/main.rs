@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use pipeline::stack::Ports;
 
 #[derive(Parser)]
 #[command(name = "pipeline", version, about = "Operate the CSV pipeline, locally or on AWS")]
@@ -52,6 +53,9 @@ enum Command {
         /// S3 port.
         #[arg(long, default_value_t = 4568)]
         s3_port: u16,
+        /// SQS port.
+        #[arg(long, default_value_t = 4569)]
+        sqs_port: u16,
     },
     /// Write a synthetic `orders` CSV.
     Generate {
@@ -126,9 +130,17 @@ fn run() -> Result<()> {
             state,
             dynamodb_port,
             s3_port,
+            sqs_port,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(up(state, dynamodb_port, s3_port))
+            rt.block_on(up(
+                state,
+                Ports {
+                    dynamodb: dynamodb_port,
+                    s3: s3_port,
+                    sqs: sqs_port,
+                },
+            ))
         }
         Command::Bench {
             what,
@@ -232,30 +244,44 @@ fn print_run(s: &pipeline::local::RunSummary) {
         s.s3_requests,
         wr
     );
+    println!(
+        "projector: {} stream records read, {} events folded, {} aggregate changes, {} feed messages sent.\n",
+        s.stream_records, s.events_projected, s.aggregates_changed, s.feed_messages
+    );
+    let mut by_aggregate: std::collections::BTreeMap<(&str, &str), Vec<&pipeline::local::AggregateRow>> =
+        std::collections::BTreeMap::new();
+    for a in &s.aggregates {
+        by_aggregate.entry((&a.dataset, &a.aggregate)).or_default().push(a);
+    }
+    for ((dataset, aggregate), rows) in by_aggregate {
+        println!("{dataset}.{aggregate}: {} groups", rows.len());
+        for r in rows.iter().take(8) {
+            let measures: Vec<String> = r.measures.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let group = r.group.join(" | ").escape_debug().to_string();
+            println!("  {group:<40} {}  (v{})", measures.join(" "), r.version);
+        }
+        if rows.len() > 8 {
+            println!("  ... {} more (--json shows all)", rows.len() - 8);
+        }
+    }
 }
 
-async fn up(state: PathBuf, dynamodb_port: u16, s3_port: u16) -> Result<()> {
-    use pipeline::stack::{LocalStack, Ports, State, ACCESS_KEY, REGION, SECRET_KEY};
-    let stack = LocalStack::start(
-        State::Dir(state.clone()),
-        Ports {
-            dynamodb: dynamodb_port,
-            s3: s3_port,
-        },
-    )
-    .await?;
+async fn up(state: PathBuf, ports: Ports) -> Result<()> {
+    use pipeline::stack::{LocalStack, State, ACCESS_KEY, REGION, SECRET_KEY};
+    let stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
     let names = pipeline::resources::Names::default();
     pipeline::resources::ensure_events_table(&stack.dynamodb(), &names.events_table).await?;
     pipeline::resources::ensure_bucket(&stack.s3(), &names.bucket).await?;
     println!("local stack up, state in {}", state.display());
     println!("  DynamoDB + Streams  {}", stack.dynamodb_endpoint);
     println!("  S3                  {}", stack.s3_endpoint);
+    println!("  SQS                 {}", stack.sqs_endpoint);
     println!("  bucket {}  events table {}", names.bucket, names.events_table);
     println!("\nFor any AWS SDK or CLI in another shell:\n");
     println!("export AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_REGION={REGION}");
     println!(
-        "export AWS_ENDPOINT_URL_DYNAMODB={0} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={0} AWS_ENDPOINT_URL_S3={1}",
-        stack.dynamodb_endpoint, stack.s3_endpoint
+        "export AWS_ENDPOINT_URL_DYNAMODB={0} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={0} AWS_ENDPOINT_URL_S3={1} AWS_ENDPOINT_URL_SQS={2}",
+        stack.dynamodb_endpoint, stack.s3_endpoint, stack.sqs_endpoint
     );
     println!("\nCtrl-C stops it.");
     tokio::signal::ctrl_c().await?;

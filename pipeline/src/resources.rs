@@ -17,6 +17,10 @@ pub struct Names {
     /// The aggregates table (the projector's; no stream, so projector writes
     /// never reach the events stream).
     pub aggregates_table: String,
+    /// The feed queue downstream services consume.
+    pub feed_queue: String,
+    /// Its dead-letter queue.
+    pub feed_dlq: String,
 }
 
 impl Default for Names {
@@ -25,6 +29,8 @@ impl Default for Names {
             bucket: "csv-pipeline-uploads".into(),
             events_table: "csv-pipeline-events".into(),
             aggregates_table: "csv-pipeline-aggregates".into(),
+            feed_queue: "csv-pipeline-feed".into(),
+            feed_dlq: "csv-pipeline-feed-dlq".into(),
         }
     }
 }
@@ -107,4 +113,47 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<()> {
         .await
         .with_context(|| format!("creating bucket {name}"))?;
     Ok(())
+}
+
+/// Receives before a feed message moves to the dead-letter queue.
+pub const FEED_MAX_RECEIVE_COUNT: u32 = 5;
+
+/// Create a queue and its dead-letter queue (redrive after `max_receive`
+/// receives) unless they exist; returns the queue's URL.
+pub async fn ensure_queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    dlq: &str,
+    max_receive: u32,
+) -> Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(dlq)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .with_context(|| format!("creating queue {dlq}"))?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .context("no ARN for the dead-letter queue")?;
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive}"}}"#);
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .with_context(|| format!("creating queue {name}"))?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
+    Ok(url)
 }

@@ -43,6 +43,8 @@ pub struct Ports {
     pub dynamodb: u16,
     /// S3.
     pub s3: u16,
+    /// SQS.
+    pub sqs: u16,
 }
 
 /// A running local stack. Dropping it stops the servers.
@@ -51,6 +53,8 @@ pub struct LocalStack {
     pub dynamodb_endpoint: String,
     /// `http://127.0.0.1:PORT` of S3.
     pub s3_endpoint: String,
+    /// `http://127.0.0.1:PORT` of SQS.
+    pub sqs_endpoint: String,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<PathBuf>,
@@ -95,13 +99,18 @@ impl LocalStack {
 
         let s3_listener = bind(ports.s3).await?;
         let s3_addr = s3_listener.local_addr()?;
-        let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, rx));
+        let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, rx.clone()));
+
+        let sqs_listener = bind(ports.sqs).await?;
+        let sqs_addr = sqs_listener.local_addr()?;
+        let sqs = tokio::spawn(serve_sqs(sqs_listener, rx));
 
         Ok(LocalStack {
             dynamodb_endpoint: endpoint(ddb_addr),
             s3_endpoint: endpoint(s3_addr),
+            sqs_endpoint: endpoint(sqs_addr),
             shutdown,
-            tasks: vec![ddb, s3],
+            tasks: vec![ddb, s3, sqs],
             _tmp: tmp,
         })
     }
@@ -136,6 +145,12 @@ impl LocalStack {
         let b =
             aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk_config()).endpoint_url(&self.dynamodb_endpoint);
         aws_sdk_dynamodbstreams::Client::from_conf(b.build())
+    }
+
+    /// An SQS client on the emulator.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let b = aws_sdk_sqs::config::Builder::from(&self.sdk_config()).endpoint_url(&self.sqs_endpoint);
+        aws_sdk_sqs::Client::from_conf(b.build())
     }
 
     /// An S3 client on the emulator (path-style addressing).
@@ -229,6 +244,23 @@ async fn serve_s3(listener: TcpListener, root: PathBuf, mut stop: watch::Receive
         }
     }
     graceful.shutdown().await;
+}
+
+/// SQS: `awsim-sqs` behind `awsim-core`'s gateway, served by axum. Its state
+/// is in memory: queues are recreated on start, and undelivered messages do
+/// not survive a restart of the local stack.
+async fn serve_sqs(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let mut state = awsim_core::AppState::new(REGION.to_owned(), "000000000000".to_owned());
+    state.register(std::sync::Arc::new(awsim_sqs::SqsService::new()), Vec::new());
+    let app = axum::Router::new()
+        .fallback(awsim_core::gateway::handle_request)
+        .with_state(state);
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        tracing::error!("sqs emulator stopped: {e}");
+    }
 }
 
 fn s3_service(root: &Path) -> Result<s3s::service::S3Service> {

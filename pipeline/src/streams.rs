@@ -9,12 +9,16 @@ use aws_lambda_events::dynamodb::{EventRecord, StreamRecord};
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use chrono::{TimeZone, Utc};
 
-/// One table's stream, read shard by shard from the start (`TRIM_HORIZON`).
+/// One table's stream, read shard by shard, from the start (`TRIM_HORIZON`)
+/// or after the positions a previous reader reached (as an event source
+/// mapping keeps its place).
 pub struct StreamReader {
     client: aws_sdk_dynamodbstreams::Client,
     arn: String,
     /// Shard id to its next iterator (`None` once the shard is closed and drained).
     iterators: Vec<(String, Option<String>)>,
+    /// Shard id to the last sequence number handed out.
+    positions: HashMap<String, String>,
 }
 
 impl StreamReader {
@@ -23,6 +27,17 @@ impl StreamReader {
         ddb: &aws_sdk_dynamodb::Client,
         client: aws_sdk_dynamodbstreams::Client,
         table: &str,
+    ) -> Result<Self> {
+        Self::open_after(ddb, client, table, HashMap::new()).await
+    }
+
+    /// Open the stream of `table` after the given positions (shard id to last
+    /// sequence number read); shards without one start at their oldest record.
+    pub async fn open_after(
+        ddb: &aws_sdk_dynamodb::Client,
+        client: aws_sdk_dynamodbstreams::Client,
+        table: &str,
+        positions: HashMap<String, String>,
     ) -> Result<Self> {
         let desc = ddb.describe_table().table_name(table).send().await?;
         let arn = desc
@@ -34,23 +49,32 @@ impl StreamReader {
         let mut iterators = Vec::new();
         for shard in stream.stream_description().map(|d| d.shards()).unwrap_or_default() {
             let id = shard.shard_id().unwrap_or_default().to_owned();
-            let it = client
-                .get_shard_iterator()
-                .stream_arn(&arn)
-                .shard_id(&id)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await?
-                .shard_iterator;
-            iterators.push((id, it));
+            let req = client.get_shard_iterator().stream_arn(&arn).shard_id(&id);
+            let req = match positions.get(&id) {
+                Some(seq) => req
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .sequence_number(seq),
+                None => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            };
+            iterators.push((id, req.send().await?.shard_iterator));
         }
-        Ok(StreamReader { client, arn, iterators })
+        Ok(StreamReader {
+            client,
+            arn,
+            iterators,
+            positions,
+        })
+    }
+
+    /// Where each shard stands: save it, and `open_after` it next time.
+    pub fn positions(&self) -> &HashMap<String, String> {
+        &self.positions
     }
 
     /// Up to `limit` records from the next shard that has any, as Lambda would
     /// deliver them (one shard per batch); empty when every shard is drained.
     pub async fn next_batch(&mut self, limit: i32) -> Result<Vec<EventRecord>> {
-        for (_, it) in self.iterators.iter_mut() {
+        for (shard, it) in self.iterators.iter_mut() {
             let Some(current) = it.clone() else { continue };
             let out = self
                 .client
@@ -61,7 +85,8 @@ impl StreamReader {
                 .await?;
             *it = out.next_shard_iterator.clone();
             let records: Vec<EventRecord> = out.records().iter().map(|r| convert(&self.arn, r)).collect();
-            if !records.is_empty() {
+            if let Some(seq) = records.last().and_then(|r| r.change.sequence_number.clone()) {
+                self.positions.insert(shard.clone(), seq);
                 return Ok(records);
             }
         }

@@ -28,6 +28,21 @@ async fn run_twice_then_everything_is_a_duplicate() {
         (UploadOutcome::New, FileStatus::Complete, 15, 4, 11)
     );
     assert_eq!(first.files.iter().map(|f| f.written).sum::<u64>(), 45);
+    assert_eq!(first.events_projected, 45, "every line folded once");
+    assert!(first.aggregates_changed > 0 && first.feed_messages > 0);
+    let stats: Vec<_> = first
+        .aggregates
+        .iter()
+        .filter(|a| a.aggregate == "file_stats")
+        .collect();
+    assert_eq!(stats.len(), 2, "one statistics group per file");
+    let lines: u64 = first
+        .aggregates
+        .iter()
+        .filter(|a| a.aggregate == "units_by_category")
+        .map(|a| a.measures["lines"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(lines, 30 + 4, "accepted lines of both files, by category");
 
     // A new stack on the same state directory: the files are known by content.
     let second = pipeline::local::run(&state, &paths).await.unwrap();

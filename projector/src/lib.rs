@@ -6,11 +6,14 @@
 //! * [`fold`]: accepted rows to per-group measure deltas, exact and order-free.
 //! * [`project`]: a batch into the aggregates table, exactly once (see its docs
 //!   for the mechanism and its cost).
-//!
-//! Not built yet: the change feed to SQS and the Lambda binary (see the
-//! README, "What is not done").
+//! * [`feed`]: aggregate changes and completed files as SQS messages with
+//!   deterministic ids, sent in batches of ten.
+//! * [`handler`]: a Lambda stream batch: project, announce, report the first
+//!   record not done.
 #![deny(missing_docs)]
 
+pub mod feed;
 pub mod fold;
+pub mod handler;
 pub mod project;
 pub mod record;

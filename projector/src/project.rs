@@ -62,6 +62,8 @@ pub struct Outcome {
     pub writes: u64,
     /// Transactions made.
     pub transactions: u64,
+    /// Aggregate groups written (changed).
+    pub groups_written: u64,
     /// Every group the batch touched, at its current state (re-announced on a replay).
     pub changes: Vec<AggregateChange>,
     /// Manifests that reached a final status.
@@ -221,6 +223,7 @@ impl Projector {
                     out.skipped += o.skipped;
                     out.writes += o.writes;
                     out.transactions += o.transactions;
+                    out.groups_written += o.groups_written;
                     out.changes.extend(o.changes);
                     return Ok(());
                 }
@@ -341,6 +344,7 @@ impl Projector {
             return Ok(Applied::Done(o));
         }
         o.writes = writes.len() as u64;
+        o.groups_written = (writes.len() - changed_pages.len()) as u64;
         o.transactions = 1;
         match self
             .ddb
@@ -366,6 +370,11 @@ impl Projector {
                 }
             }
         }
+    }
+
+    /// The group-by terms of a group's aggregate, in value order.
+    pub fn group_terms(&self, key: &GroupKey) -> Vec<String> {
+        self.group_columns(key).unwrap_or_default()
     }
 
     fn group_columns(&self, key: &GroupKey) -> Option<Vec<String>> {

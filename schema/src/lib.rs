@@ -10,12 +10,14 @@
 //!   accepted fields or a [`Rejection`] with column and reason.
 //! * [`keys`]: file identity and the partition/sort keys of every item.
 //! * [`items`]: the item layouts (events, manifests, uploads) as serde types.
+//! * [`feed`]: the change feed's messages and their JSON Schema (`schema/feed.schema.json`).
 //! * [`error`]: what can go wrong with a definition or a header.
 #![deny(missing_docs)]
 #![warn(clippy::all)]
 
 pub mod dataset;
 pub mod error;
+pub mod feed;
 pub mod items;
 pub mod keys;
 pub mod row;

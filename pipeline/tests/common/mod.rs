@@ -286,3 +286,25 @@ impl Intercept for FailTransactions {
         Ok(())
     }
 }
+
+/// Fails every `SendMessageBatch` while armed: a projector that dies after
+/// writing aggregates and before announcing them.
+#[derive(Debug, Clone, Default)]
+pub struct FailSends(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl aws_sdk_sqs::config::Intercept for FailSends {
+    fn name(&self) -> &'static str {
+        "FailSends"
+    }
+
+    fn read_before_execution(
+        &self,
+        _ctx: &aws_sdk_sqs::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_sdk_sqs::config::ConfigBag,
+    ) -> Result<(), aws_sdk_sqs::error::BoxError> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err("injected failure: the projector died before sending".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! The change feed on the local stack: the projector's handler sends to the
+//! SQS emulator through the real SDK; a consumer reads it back.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use common::{batch, data, env, notification, Env, FailSends};
+use ingest::handler as ingest_handler;
+use pipeline::resources;
+use pipeline::streams::StreamReader;
+use projector::feed::Feed;
+use projector::handler::handle_batch;
+use projector::project::Projector;
+use schema::feed::{FeedMessage, FEED_JSON_SCHEMA};
+use schema::Registry;
+
+struct Setup {
+    env: Env,
+    projector: Projector,
+    feed: Feed,
+    failing_feed: Feed,
+    fail: FailSends,
+    queue_url: String,
+}
+
+async fn setup(keys: &[&str]) -> Setup {
+    let env = env().await;
+    let mut messages = Vec::new();
+    for key in keys {
+        env.put(key, &data(key)).await;
+        messages.push(notification(key, env.bucket(), key));
+    }
+    for chunk in messages.chunks(10) {
+        let r = ingest_handler::handle_batch(&env.ingester, batch(chunk.to_vec()), None).await;
+        assert!(r.batch_item_failures.is_empty());
+    }
+    resources::ensure_aggregates_table(&env.ddb, &env.names.aggregates_table)
+        .await
+        .unwrap();
+    let sqs = env.stack.sqs();
+    let queue_url = resources::ensure_queue_with_dlq(&sqs, &env.names.feed_queue, &env.names.feed_dlq, 5)
+        .await
+        .unwrap();
+    let fail = FailSends::default();
+    let failing_sqs = {
+        let f = fail.clone();
+        let conf = aws_sdk_sqs::config::Builder::from(&env.stack.sdk_config())
+            .endpoint_url(&env.stack.sqs_endpoint)
+            .interceptor(f)
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    };
+    Setup {
+        projector: Projector::new(
+            env.stack.dynamodb(),
+            env.names.aggregates_table.clone(),
+            &Registry::builtin(),
+        ),
+        feed: Feed::new(sqs, queue_url.clone()),
+        failing_feed: Feed::new(failing_sqs, queue_url.clone()),
+        fail,
+        queue_url,
+        env,
+    }
+}
+
+async fn batches(env: &Env, limit: i32) -> Vec<Vec<EventRecord>> {
+    StreamReader::open(&env.ddb, env.stack.dynamodb_streams(), &env.names.events_table)
+        .await
+        .unwrap()
+        .drain(limit)
+        .await
+        .unwrap()
+}
+
+fn event(records: &[EventRecord]) -> Event {
+    let mut e = Event::default();
+    e.records = records.to_vec();
+    e
+}
+
+/// Everything on the queue, deleted as it is read (a real consumer), with the
+/// `type` attribute of each.
+async fn consume(s: &Setup) -> Vec<(serde_json::Value, String)> {
+    let sqs = s.env.stack.sqs();
+    let mut out = Vec::new();
+    loop {
+        let r = sqs
+            .receive_message()
+            .queue_url(&s.queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        if r.messages().is_empty() {
+            return out;
+        }
+        for m in r.messages() {
+            let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let ty = m
+                .message_attributes()
+                .and_then(|a| a.get("type"))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default()
+                .to_owned();
+            out.push((body, ty));
+            sqs.delete_message()
+                .queue_url(&s.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+const DATA: &[&str] = &[
+    "orders/2024-q1-marketplace.csv",
+    "orders/bad-lines.csv",
+    "orders/empty.csv",
+    "shops/stores.csv",
+];
+
+#[tokio::test]
+async fn every_message_validates_and_the_feed_matches_the_aggregates() {
+    let s = setup(DATA).await;
+    let mut events = 0;
+    let mut sent = 0;
+    let mut requests = 0;
+    for b in batches(&s.env, 1000).await {
+        let (response, report) = handle_batch(&s.projector, &s.feed, event(&b)).await;
+        assert!(response.batch_item_failures.is_empty());
+        events += report.outcome.applied;
+        sent += report.sent.messages;
+        requests += report.sent.requests;
+    }
+    println!(
+        "SQS requests per event: {:.4} ({requests} for {events} events, {sent} messages)",
+        requests as f64 / events as f64
+    );
+
+    let schema: serde_json::Value = serde_json::from_str(FEED_JSON_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let received = consume(&s).await;
+    assert_eq!(received.len() as u64, sent);
+    type Group = (String, String, String);
+    let mut latest: BTreeMap<Group, (u64, BTreeMap<String, String>)> = BTreeMap::new();
+    let mut completed: HashMap<String, usize> = HashMap::new();
+    for (body, ty) in &received {
+        let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{body}: {errors:?}");
+        let m: FeedMessage = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(m.kind(), ty, "the type attribute");
+        match m {
+            FeedMessage::AggregateChanged {
+                dataset,
+                aggregate,
+                group,
+                values,
+                version,
+                ..
+            } => {
+                let k = (dataset, aggregate, serde_json::to_string(&group).unwrap());
+                let e = latest.entry(k).or_insert((0, BTreeMap::new()));
+                if version > e.0 {
+                    *e = (version, values);
+                }
+            }
+            FeedMessage::FileCompleted { file_id, .. } => *completed.entry(file_id).or_default() += 1,
+        }
+    }
+    // One file.completed per file.
+    for key in DATA {
+        assert_eq!(completed.get(&schema::keys::file_id_of(&data(key))), Some(&1), "{key}");
+    }
+    // The latest version of each group on the feed is the group's state in the table.
+    let table = s.env.names.aggregates_table.clone();
+    let items = s.env.ddb.scan().table_name(&table).send().await.unwrap();
+    let mut groups = 0;
+    for item in items
+        .items()
+        .iter()
+        .filter(|i| i["kind"].as_s().unwrap() == "aggregate")
+    {
+        groups += 1;
+        let group: BTreeMap<String, String> = item["group"]
+            .as_m()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
+            .collect();
+        let k = (
+            item["dataset"].as_s().unwrap().clone(),
+            item["aggregate"].as_s().unwrap().clone(),
+            serde_json::to_string(&group).unwrap(),
+        );
+        let (version, values) = latest.get(&k).unwrap_or_else(|| panic!("{k:?} never announced"));
+        assert_eq!(item["version"].as_n().unwrap(), &version.to_string());
+        let stored: BTreeMap<String, String> = item["measures"]
+            .as_m()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
+            .collect();
+        assert_eq!(&stored, values, "{k:?}");
+    }
+    assert_eq!(groups, latest.len());
+}
+
+/// A crash after the aggregates are written and before the feed is sent: the
+/// retried batch writes nothing and announces the same changes, with the
+/// same ids as a run without the crash.
+#[tokio::test]
+async fn no_change_goes_unannounced_after_a_crash_before_the_send() {
+    let s = setup(&["orders/bad-lines.csv"]).await;
+    let all = batches(&s.env, 1000).await.concat();
+
+    s.fail.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (response, report) = handle_batch(&s.projector, &s.failing_feed, event(&all)).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier, all[0].change.sequence_number,
+        "retry from the start"
+    );
+    assert!(report.outcome.applied > 0 && report.sent.messages == 0);
+    assert!(consume(&s).await.is_empty());
+
+    s.fail.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (response, retry) = handle_batch(&s.projector, &s.failing_feed, event(&all)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        (retry.outcome.applied, retry.outcome.writes),
+        (0, 0),
+        "the replay writes nothing"
+    );
+    let first_ids: Vec<&str> = report.messages.iter().map(FeedMessage::id).collect();
+    let retry_ids: Vec<&str> = retry.messages.iter().map(FeedMessage::id).collect();
+    assert_eq!(first_ids, retry_ids, "the same changes, the same ids");
+    let received = consume(&s).await;
+    assert_eq!(received.len(), retry_ids.len());
+
+    // Delivered yet again (Lambda's at-least-once): duplicates carry the same ids.
+    let (_, again) = handle_batch(&s.projector, &s.feed, event(&all)).await;
+    let again_ids: Vec<&str> = again.messages.iter().map(FeedMessage::id).collect();
+    assert_eq!(again_ids, retry_ids);
+}
