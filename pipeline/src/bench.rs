@@ -240,3 +240,87 @@ pub async fn read(dir: &Path, size_mb: u64, target: Target) -> Result<ReadBench>
     }
     Ok(result)
 }
+
+/// What the projector bench measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectBench {
+    /// Stream batch size.
+    pub batch_size: i32,
+    /// Events folded.
+    pub events: u64,
+    /// Aggregate and bitmap items written.
+    pub writes: u64,
+    /// Aggregate groups written.
+    pub group_writes: u64,
+    /// Writes per event (groups and bitmaps).
+    pub writes_per_event: f64,
+    /// Aggregate writes per event (groups only).
+    pub aggregate_writes_per_event: f64,
+    /// Transactions.
+    pub transactions: u64,
+    /// `SendMessageBatch` requests per event.
+    pub sqs_requests_per_event: f64,
+    /// Events per second through projection and feed (emulators included).
+    pub events_per_second: f64,
+}
+
+/// Ingest the CSVs under `data` into an in-memory stack, then project the
+/// whole stream in batches of `batch_size` with the feed on.
+pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
+    let stack = LocalStack::start(State::Memory, Ports::default()).await?;
+    let names = Names::default();
+    let (s3, ddb, sqs) = (stack.s3(), stack.dynamodb(), stack.sqs());
+    resources::ensure_events_table(&ddb, &names.events_table).await?;
+    resources::ensure_aggregates_table(&ddb, &names.aggregates_table).await?;
+    resources::ensure_bucket(&s3, &names.bucket).await?;
+    let queue = resources::ensure_queue_with_dlq(&sqs, &names.feed_queue, &names.feed_dlq, 5).await?;
+    let ingester = Ingester::new(
+        s3.clone(),
+        ddb.clone(),
+        Registry::builtin(),
+        Config::new(&names.events_table),
+    );
+    for (path, key) in crate::local::collect(&[data.to_path_buf()])? {
+        crate::upload::upload_file(&s3, &names.bucket, &key, &path).await?;
+        let obj = ingest::ObjectRef {
+            bucket: names.bucket.clone(),
+            key,
+            size: None,
+            version_id: None,
+            sequencer: None,
+        };
+        ingester.ingest_object(&obj, None).await?;
+    }
+    let projector =
+        projector::project::Projector::new(ddb.clone(), names.aggregates_table.clone(), &Registry::builtin());
+    let feed = projector::feed::Feed::new(sqs, queue);
+    let mut reader = crate::streams::StreamReader::open(&ddb, stack.dynamodb_streams(), &names.events_table).await?;
+    let batches = reader.drain(batch_size).await?;
+    let (mut events, mut writes, mut groups, mut tx, mut sqs_requests) = (0, 0, 0, 0, 0);
+    let t0 = Instant::now();
+    for b in batches {
+        let mut e = aws_lambda_events::dynamodb::Event::default();
+        e.records = b;
+        let (response, report) = projector::handler::handle_batch(&projector, &feed, e).await;
+        anyhow::ensure!(response.batch_item_failures.is_empty(), "a batch failed");
+        events += report.outcome.applied;
+        writes += report.outcome.writes;
+        groups += report.outcome.groups_written;
+        tx += report.outcome.transactions;
+        sqs_requests += report.sent.requests;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    stack.stop().await;
+    let per = |x: u64| x as f64 / events.max(1) as f64;
+    Ok(ProjectBench {
+        batch_size,
+        events,
+        writes,
+        group_writes: groups,
+        writes_per_event: per(writes),
+        aggregate_writes_per_event: per(groups),
+        transactions: tx,
+        sqs_requests_per_event: per(sqs_requests),
+        events_per_second: events as f64 / seconds,
+    })
+}

@@ -91,6 +91,15 @@ enum BenchWhat {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Ingest a directory of CSVs, then project the stream with the feed on.
+    Project {
+        /// The CSVs.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Stream batch size.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: i32,
+    },
     /// Stream a generated file from S3 through parse, validate and item building, writing nothing.
     Read {
         /// Size in MB.
@@ -159,6 +168,9 @@ fn run() -> Result<()> {
                 match what {
                     BenchWhat::Ingest { lines, concurrency } => {
                         serde_json::to_value(pipeline::bench::ingest(&dir, lines, concurrency, target).await?)
+                    }
+                    BenchWhat::Project { data, batch_size } => {
+                        serde_json::to_value(pipeline::bench::project(&data, batch_size).await?)
                     }
                     BenchWhat::Read { size_mb } => {
                         serde_json::to_value(pipeline::bench::read(&dir, size_mb, target).await?)
