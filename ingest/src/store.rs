@@ -45,6 +45,10 @@ impl Progress {
     }
 }
 
+/// The `SET` clauses every progress update makes (see `EventStore::progress_update`).
+const PROGRESS_SET: &str = "#rows = :rows, accepted = :acc, rejected = :rej, written = :wr, \
+     already_present = :ap, checkpoint_line = :line, checkpoint_byte = :byte, lease_until = :until, updated_at = :now";
+
 /// The result of creating a manifest.
 #[derive(Debug)]
 pub enum Created {
@@ -234,28 +238,9 @@ impl EventStore {
         now: &str,
     ) -> Result<(), IngestError> {
         let header = AttributeValue::L(header.iter().map(|h| s(h.clone())).collect());
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(manifest_key(file_id)))
-            .update_expression(
-                "SET #rows = :rows, accepted = :acc, rejected = :rej, written = :wr, already_present = :ap, \
-                 checkpoint_line = :line, checkpoint_byte = :byte, header = :h, lease_until = :until, updated_at = :now",
-            )
-            .condition_expression("#status = :ingesting")
-            .expression_attribute_names("#rows", "rows")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":rows", n(p.rows))
-            .expression_attribute_values(":acc", n(p.accepted))
-            .expression_attribute_values(":rej", n(p.rejected))
-            .expression_attribute_values(":wr", n(p.written))
-            .expression_attribute_values(":ap", n(p.already_present))
-            .expression_attribute_values(":line", n(p.line))
-            .expression_attribute_values(":byte", n(p.byte))
+        self.progress_update(file_id, p, lease_until_ms, now)
+            .update_expression(format!("SET {PROGRESS_SET}, header = :h"))
             .expression_attribute_values(":h", header)
-            .expression_attribute_values(":until", n(lease_until_ms))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
             .send()
             .await
             .map_err(Self::err(file_id, "UpdateItem"))?;
@@ -272,28 +257,9 @@ impl EventStore {
         now: &str,
     ) -> Result<(), IngestError> {
         let mut req = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(manifest_key(file_id)))
-            .condition_expression("#status = :ingesting")
-            .expression_attribute_names("#rows", "rows")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":st", s(status.as_str()))
-            .expression_attribute_values(":rows", n(p.rows))
-            .expression_attribute_values(":acc", n(p.accepted))
-            .expression_attribute_values(":rej", n(p.rejected))
-            .expression_attribute_values(":wr", n(p.written))
-            .expression_attribute_values(":ap", n(p.already_present))
-            .expression_attribute_values(":line", n(p.line))
-            .expression_attribute_values(":byte", n(p.byte))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":now", s(now))
-            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()));
-        let mut expr = "SET #status = :st, #rows = :rows, accepted = :acc, rejected = :rej, written = :wr, \
-                        already_present = :ap, checkpoint_line = :line, checkpoint_byte = :byte, lease_until = :zero, \
-                        updated_at = :now, completed_at = :now"
-            .to_owned();
+            .progress_update(file_id, p, 0, now)
+            .expression_attribute_values(":st", s(status.as_str()));
+        let mut expr = format!("SET {PROGRESS_SET}, #status = :st, completed_at = :now");
         if let Some(r) = reason {
             expr.push_str(", reason = :reason");
             req = req.expression_attribute_values(":reason", s(r));
@@ -303,6 +269,34 @@ impl EventStore {
             .await
             .map_err(Self::err(file_id, "UpdateItem"))?;
         Ok(())
+    }
+
+    /// An update of a manifest still `ingesting`, with the values of
+    /// [`PROGRESS_SET`] bound: counters, checkpoint, lease and time.
+    fn progress_update(
+        &self,
+        file_id: &str,
+        p: &Progress,
+        lease_until_ms: i64,
+        now: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .condition_expression("#status = :ingesting")
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":rows", n(p.rows))
+            .expression_attribute_values(":acc", n(p.accepted))
+            .expression_attribute_values(":rej", n(p.rejected))
+            .expression_attribute_values(":wr", n(p.written))
+            .expression_attribute_values(":ap", n(p.already_present))
+            .expression_attribute_values(":line", n(p.line))
+            .expression_attribute_values(":byte", n(p.byte))
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
     }
 
     /// Record a failed manifest for something that has no content to identify it by

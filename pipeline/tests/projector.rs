@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{batch, data, env, notification, Env, FailTransactions};
+use common::{batch, data, env, fail_transactions, notification, Env, FailAfter};
 use ingest::handler;
 use pipeline::resources;
 use pipeline::streams::StreamReader;
@@ -20,7 +20,7 @@ use schema::Registry;
 /// Aggregate pk -> measures, read back from the aggregates table.
 type Table = BTreeMap<String, BTreeMap<String, String>>;
 
-async fn projector_on(env: &Env, fault: Option<FailTransactions>) -> Projector {
+async fn projector_on(env: &Env, fault: Option<FailAfter>) -> Projector {
     let table = env.names.aggregates_table.clone();
     resources::ensure_aggregates_table(&env.ddb, &table).await.unwrap();
     let ddb = match fault {
@@ -269,7 +269,7 @@ async fn replays_of_every_kind_stay_exact() {
     }
     let want = aggregates(&env, clean_table).await;
 
-    let fault = FailTransactions::disarmed();
+    let fault = fail_transactions();
     let p = projector_on(&env, Some(fault.clone())).await;
     // 1. The same batch twice.
     let first = p.project(&batches[0]).await.unwrap();

@@ -20,19 +20,29 @@ use schema::Registry;
 
 pub use pipeline::metrics::RequestCounter as Counter;
 
-/// Fails every event `PutItem` after the first `after` while armed: a crash
-/// (or an outage) in the middle of a file.
-#[derive(Debug, Clone)]
-pub struct FailEventPuts {
+/// Fails every DynamoDB request that `matches` after the first `after` while
+/// armed: a process that died, or a store that went away, at that point.
+#[derive(Clone)]
+pub struct FailAfter {
     after: Arc<AtomicU64>,
     seen: Arc<AtomicU64>,
+    matches: fn(&BeforeSerializationInterceptorContextRef<'_>) -> bool,
+    what: &'static str,
 }
 
-impl FailEventPuts {
-    pub fn disarmed() -> Self {
-        FailEventPuts {
+impl std::fmt::Debug for FailAfter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailAfter").field("what", &self.what).finish()
+    }
+}
+
+impl FailAfter {
+    fn disarmed(what: &'static str, matches: fn(&BeforeSerializationInterceptorContextRef<'_>) -> bool) -> Self {
+        FailAfter {
             after: Arc::new(AtomicU64::new(u64::MAX)),
             seen: Arc::new(AtomicU64::new(0)),
+            matches,
+            what,
         }
     }
 
@@ -46,9 +56,9 @@ impl FailEventPuts {
     }
 }
 
-impl Intercept for FailEventPuts {
+impl Intercept for FailAfter {
     fn name(&self) -> &'static str {
-        "FailEventPuts"
+        "FailAfter"
     }
 
     fn read_before_execution(
@@ -56,21 +66,34 @@ impl Intercept for FailEventPuts {
         ctx: &BeforeSerializationInterceptorContextRef<'_>,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let is_event = ctx
-            .input()
-            .downcast_ref::<PutItemInput>()
-            .and_then(|i| i.item())
-            .and_then(|i| i.get("pk"))
-            .and_then(|v| v.as_s().ok())
-            .is_some_and(|pk| pk.starts_with("E#"));
-        if is_event {
+        if (self.matches)(ctx) {
             let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
             if n > self.after.load(Ordering::SeqCst) {
-                return Err("injected failure: the process died here".into());
+                return Err(format!("injected failure: {} died here", self.what).into());
             }
         }
         Ok(())
     }
+}
+
+/// Event `PutItem`s: the ingest dies in the middle of a file.
+pub fn fail_event_puts() -> FailAfter {
+    FailAfter::disarmed("the ingest", |ctx| {
+        ctx.input()
+            .downcast_ref::<PutItemInput>()
+            .and_then(|i| i.item())
+            .and_then(|i| i.get("pk"))
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|pk| pk.starts_with("E#"))
+    })
+}
+
+/// `TransactWriteItems`: the projector dies between two transactions of a batch.
+pub fn fail_transactions() -> FailAfter {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+    FailAfter::disarmed("the projector", |ctx| {
+        ctx.input().downcast_ref::<TransactWriteItemsInput>().is_some()
+    })
 }
 
 /// A fresh stack with the table and bucket, and an ingester on it.
@@ -80,7 +103,7 @@ pub struct Env {
     pub s3: aws_sdk_s3::Client,
     pub ddb: aws_sdk_dynamodb::Client,
     pub counter: Counter,
-    pub fault: FailEventPuts,
+    pub fault: FailAfter,
     pub ingester: Ingester,
 }
 
@@ -94,7 +117,7 @@ pub async fn env_with(tune: impl FnOnce(Config) -> Config) -> Env {
         .expect("local stack starts");
     let names = Names::default();
     let counter = Counter::default();
-    let fault = FailEventPuts::disarmed();
+    let fault = fail_event_puts();
     let (c1, c2, f) = (counter.clone(), counter.clone(), fault.clone());
     let ddb = stack.dynamodb_with(|b| b.interceptor(c1).interceptor(f));
     let s3 = stack.s3_with(|b| b.interceptor(c2));
@@ -238,53 +261,6 @@ pub fn orders(n: u64, seed: u64) -> Vec<u8> {
     )
     .unwrap();
     buf
-}
-
-/// Fails every `TransactWriteItems` after the first `after` while armed: a
-/// projector that dies between two transactions of a batch.
-#[derive(Debug, Clone)]
-pub struct FailTransactions {
-    after: Arc<AtomicU64>,
-    seen: Arc<AtomicU64>,
-}
-
-impl FailTransactions {
-    pub fn disarmed() -> Self {
-        FailTransactions {
-            after: Arc::new(AtomicU64::new(u64::MAX)),
-            seen: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    pub fn arm(&self, after: u64) {
-        self.seen.store(0, Ordering::SeqCst);
-        self.after.store(after, Ordering::SeqCst);
-    }
-
-    pub fn disarm(&self) {
-        self.after.store(u64::MAX, Ordering::SeqCst);
-    }
-}
-
-impl Intercept for FailTransactions {
-    fn name(&self) -> &'static str {
-        "FailTransactions"
-    }
-
-    fn read_before_execution(
-        &self,
-        ctx: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
-        if ctx.input().downcast_ref::<TransactWriteItemsInput>().is_some() {
-            let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
-            if n > self.after.load(Ordering::SeqCst) {
-                return Err("injected failure: the projector died here".into());
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Fails every `SendMessageBatch` while armed: a projector that dies after
