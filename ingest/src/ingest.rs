@@ -1,7 +1,7 @@
 //! One object to events: identify, claim, stream, write, checkpoint, finish.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
@@ -416,9 +416,4 @@ impl Ingester {
             already_present = progress.already_present, "file complete");
         Ok(report(FileStatus::Complete, None, progress))
     }
-}
-
-/// A deadline `remaining` from now, for callers that have a duration.
-pub fn deadline_in(remaining: Duration) -> Instant {
-    Instant::now() + remaining
 }
