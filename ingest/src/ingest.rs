@@ -316,6 +316,8 @@ impl Ingester {
         });
 
         let mut header = manifest.header.clone().unwrap_or_default();
+        // Shared with every line's write task, so a line costs no copy of it.
+        let shared_id: std::sync::Arc<str> = file_id.as_str().into();
         let mut inflight = FuturesOrdered::new();
         let mut since_checkpoint = 0u64;
         let mut input_done = false;
@@ -354,7 +356,7 @@ impl Ingester {
                     }
                     Some(Msg::Line(Built { number, end, item, ty })) => {
                         let store = self.store.clone();
-                        let id = file_id.clone();
+                        let id = shared_id.clone();
                         let put = tokio::spawn(async move { store.put_event(&id, item).await });
                         inflight.push_back(async move { (number, end, ty, put.await) });
                     }

@@ -62,7 +62,8 @@ pub enum Created {
 #[derive(Debug, Clone)]
 pub struct EventStore {
     client: Client,
-    table: String,
+    /// Shared: the store is cloned into every line's write task.
+    table: std::sync::Arc<str>,
 }
 
 fn n(v: impl ToString) -> AttributeValue {
@@ -85,7 +86,7 @@ impl EventStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         EventStore {
             client,
-            table: table.into(),
+            table: table.into().into(),
         }
     }
 
@@ -112,7 +113,7 @@ impl EventStore {
         let res = self
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&*self.table)
             .set_item(Some(to_item(m)))
             .condition_expression("attribute_not_exists(pk)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -142,7 +143,7 @@ impl EventStore {
     pub async fn add_key(&self, file_id: &str, key: &str, now: &str) -> Result<(), IngestError> {
         self.client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&*self.table)
             .set_key(Some(manifest_key(file_id)))
             .update_expression("ADD #keys :k, uploads :one SET updated_at = :now")
             .expression_attribute_names("#keys", "keys")
@@ -168,7 +169,7 @@ impl EventStore {
         let res = self
             .client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&*self.table)
             .set_key(Some(manifest_key(file_id)))
             .update_expression(
                 "SET lease_until = :until, attempts = attempts + :one, updated_at = :now ADD #keys :k, uploads :one",
@@ -210,7 +211,7 @@ impl EventStore {
         let res = self
             .client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&*self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -282,7 +283,7 @@ impl EventStore {
     ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         self.client
             .update_item()
-            .table_name(&self.table)
+            .table_name(&*self.table)
             .set_key(Some(manifest_key(file_id)))
             .condition_expression("#status = :ingesting")
             .expression_attribute_names("#rows", "rows")
@@ -311,7 +312,7 @@ impl EventStore {
     pub async fn put_upload(&self, u: &Upload) -> Result<(), IngestError> {
         self.client
             .put_item()
-            .table_name(&self.table)
+            .table_name(&*self.table)
             .set_item(Some(to_item(u)))
             .send()
             .await
@@ -324,7 +325,7 @@ impl EventStore {
         let out = self
             .client
             .get_item()
-            .table_name(&self.table)
+            .table_name(&*self.table)
             .set_key(Some(manifest_key(file_id)))
             .consistent_read(true)
             .send()

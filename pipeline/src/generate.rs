@@ -133,31 +133,19 @@ mod tests {
 
     #[test]
     fn generates_what_it_says() {
+        let spec = Spec {
+            lines: Some(100),
+            bytes: None,
+            bad_every: 10,
+            seed: 7,
+        };
         let mut buf = Vec::new();
-        let s = orders(
-            &mut buf,
-            Spec {
-                lines: Some(100),
-                bytes: None,
-                bad_every: 10,
-                seed: 7,
-            },
-        )
-        .unwrap();
+        let s = orders(&mut buf, spec).unwrap();
         assert_eq!((s.lines, s.bad, s.bytes), (100, 10, buf.len() as u64));
         let text = String::from_utf8(buf.clone()).unwrap();
         assert_eq!(text.lines().count(), 101);
         let mut again = Vec::new();
-        orders(
-            &mut again,
-            Spec {
-                lines: Some(100),
-                bytes: None,
-                bad_every: 10,
-                seed: 7,
-            },
-        )
-        .unwrap();
+        orders(&mut again, spec).unwrap();
         assert_eq!(buf, again, "same seed, same file");
     }
 }

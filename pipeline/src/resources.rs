@@ -35,25 +35,27 @@ impl Default for Names {
     }
 }
 
+fn attr(name: &str, ty: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ty)
+        .build()
+        .expect("name and type are set")
+}
+
+fn key(name: &str, ty: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(ty)
+        .build()
+        .expect("name and type are set")
+}
+
 /// Create the events table (pk S, sk N, on-demand, stream `NEW_IMAGE`) unless it exists.
 pub async fn ensure_events_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
     if ddb.describe_table().table_name(name).send().await.is_ok() {
         return Ok(());
     }
-    let attr = |n: &str, t| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(t)
-            .build()
-            .expect("name and type are set")
-    };
-    let key = |n: &str, t| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .expect("name and type are set")
-    };
     ddb.create_table()
         .table_name(name)
         .attribute_definitions(attr(schema::keys::PK, ScalarAttributeType::S))
@@ -81,20 +83,8 @@ pub async fn ensure_aggregates_table(ddb: &aws_sdk_dynamodb::Client, name: &str)
     }
     ddb.create_table()
         .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("name and type are set"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("name and type are set"),
-        )
+        .attribute_definitions(attr("pk", ScalarAttributeType::S))
+        .key_schema(key("pk", KeyType::Hash))
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
