@@ -21,6 +21,10 @@ pub struct Config {
     /// `DEADLINE_MARGIN_MS`: stop this long before the Lambda deadline to
     /// drain writes and checkpoint (default 10000).
     pub deadline_margin: Duration,
+    /// `UPLOAD_PREFIX`: the key prefix uploads arrive under (default none);
+    /// datasets are routed on the key after it, so `uploads/orders/a.csv`
+    /// belongs to `orders`.
+    pub upload_prefix: String,
 }
 
 /// A variable that is missing or malformed.
@@ -41,7 +45,13 @@ impl Config {
             limits: Limits::default(),
             lease: Duration::from_secs(900),
             deadline_margin: Duration::from_secs(10),
+            upload_prefix: String::new(),
         }
+    }
+
+    /// The part of an object key that routes it to a dataset.
+    pub fn dataset_key<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(self.upload_prefix.as_str()).unwrap_or(key)
     }
 
     /// Read from the process environment.
@@ -71,6 +81,7 @@ impl Config {
         c.limits.max_columns = num("MAX_COLUMNS", c.limits.max_columns as u64)? as usize;
         c.lease = Duration::from_secs(num("LEASE_SECONDS", c.lease.as_secs())?);
         c.deadline_margin = Duration::from_millis(num("DEADLINE_MARGIN_MS", c.deadline_margin.as_millis() as u64)?);
+        c.upload_prefix = get("UPLOAD_PREFIX").unwrap_or_default();
         Ok(c)
     }
 }
@@ -84,6 +95,7 @@ pub const ENV_VARS: &[&str] = &[
     "MAX_COLUMNS",
     "LEASE_SECONDS",
     "DEADLINE_MARGIN_MS",
+    "UPLOAD_PREFIX",
 ];
 
 #[cfg(test)]
@@ -100,6 +112,10 @@ mod tests {
             (c.events_table.as_str(), c.concurrency, c.checkpoint_every),
             ("t", 8, 1000)
         );
+        assert_eq!(c.dataset_key("orders/a.csv"), "orders/a.csv");
+        let c = Config::from_lookup(env(&[("EVENTS_TABLE", "t"), ("UPLOAD_PREFIX", "uploads/")])).unwrap();
+        assert_eq!(c.dataset_key("uploads/orders/a.csv"), "orders/a.csv");
+        assert_eq!(c.dataset_key("elsewhere/a.csv"), "elsewhere/a.csv");
         let e = Config::from_lookup(env(&[])).unwrap_err().to_string();
         assert!(e.contains("EVENTS_TABLE"), "{e}");
         let e = Config::from_lookup(env(&[("EVENTS_TABLE", "t"), ("MAX_LINE_BYTES", "-1")])).unwrap_err();

@@ -125,7 +125,7 @@ impl Ingester {
                 Err(Gone) => return self.gone(obj).await,
             },
         };
-        let dataset = self.registry.route(&obj.key).clone();
+        let dataset = self.registry.route(self.config.dataset_key(&obj.key)).clone();
         let now = now_str();
         let mut fresh = Manifest::new(
             &file_id,
@@ -207,7 +207,7 @@ impl Ingester {
         }
         let file_id = format!("gone-{}", hex::encode(&h.finalize()[..16]));
         let now = now_str();
-        let dataset = self.registry.route(&obj.key);
+        let dataset = self.registry.route(self.config.dataset_key(&obj.key));
         let reason = "object no longer exists: it was deleted or replaced before it could be read".to_owned();
         let mut m = Manifest::new(&file_id, &dataset.name, dataset.version, &obj.bucket, &obj.key, 0, &now);
         m.status = FileStatus::Failed;

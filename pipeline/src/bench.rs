@@ -91,7 +91,7 @@ async fn setup(dir: &Path, spec: Spec, target: Target, counter: &RequestCounter)
     let stats = generate::orders(&mut w, spec)?;
     std::io::Write::flush(&mut w)?;
     drop(w);
-    let names = Names::default();
+    let names = Names::local();
     let (stack, s3, ddb) = match target {
         Target::InProcess => {
             let stack = LocalStack::start(State::Dir(dir.join("state")), Ports::default()).await?;
@@ -268,7 +268,7 @@ pub struct ProjectBench {
 /// whole stream in batches of `batch_size` with the feed on.
 pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
     let stack = LocalStack::start(State::Memory, Ports::default()).await?;
-    let names = Names::default();
+    let names = Names::local();
     let (s3, ddb, sqs) = (stack.s3(), stack.dynamodb(), stack.sqs());
     resources::ensure_events_table(&ddb, &names.events_table).await?;
     resources::ensure_aggregates_table(&ddb, &names.aggregates_table).await?;
@@ -280,7 +280,7 @@ pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
         Registry::builtin(),
         Config::new(&names.events_table),
     );
-    for (path, key) in crate::local::collect(&[data.to_path_buf()])? {
+    for (path, key) in crate::run::collect(&[data.to_path_buf()])? {
         crate::upload::upload_file(&s3, &names.bucket, &key, &path).await?;
         let obj = ingest::ObjectRef {
             bucket: names.bucket.clone(),

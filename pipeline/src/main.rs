@@ -5,25 +5,97 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pipeline::stack::Ports;
+use pipeline::target::{Target, TargetArgs};
 
 #[derive(Parser)]
-#[command(name = "pipeline", version, about = "Operate the CSV pipeline, locally or on AWS")]
+#[command(
+    name = "pipeline",
+    version,
+    about = "Run and operate the CSV pipeline: on the embedded local stack by default, on AWS with --aws",
+    after_help = "Exit codes: 0 done; 1 error; 2 bad usage; 3 done, but something needs attention \
+                  (a failed file, a dead-lettered message, a rebuild difference)."
+)]
 struct Cli {
+    #[command(flatten)]
+    target: TargetArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipeline on the embedded local stack: upload, ingest, summarise.
+    /// Upload CSVs and follow them through the pipeline until every file is
+    /// final and the stream is drained; print a summary.
     Run {
         /// Files or directories of CSVs (keys are paths relative to each directory).
         #[arg(default_value = "data")]
         paths: Vec<PathBuf>,
-        /// Where the local stack keeps its state between runs.
-        #[arg(long, default_value = ".pipeline")]
-        state: PathBuf,
-        /// Print JSON instead of a table.
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// On a deployment: run the handlers in this process, standing in for
+        /// the Lambdas (the local stack always does).
+        #[arg(long)]
+        local_handlers: bool,
+        /// Role to assume for the ingest handler's AWS calls.
+        #[arg(long)]
+        ingest_role: Option<String>,
+        /// Role to assume for the projector handler's AWS calls.
+        #[arg(long)]
+        projector_role: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Upload CSVs (the pipeline ingests them on its own).
+    Upload {
+        /// Files or directories of CSVs.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The state of every uploaded file, or of one.
+    Status {
+        /// Object key (with or without the upload prefix).
+        file: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The rejected lines of a file, with the reason for each.
+    Rejects {
+        /// Object key (with or without the upload prefix).
+        file: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The aggregates, of every dataset or of one.
+    Aggregates {
+        /// Dataset.
+        dataset: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the change feed: show each message, then delete it.
+    Feed {
+        /// Keep waiting for new messages (Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Print each message as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute the aggregates from the events alone and report any
+    /// difference from the live ones.
+    Rebuild {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -42,11 +114,9 @@ enum Command {
         #[arg(long, global = true)]
         external: bool,
     },
-    /// Serve the local stack on fixed ports until Ctrl-C, for any AWS SDK or CLI.
+    /// Serve the local stack on fixed ports until Ctrl-C, for any AWS SDK or
+    /// CLI, with the pipeline running on it.
     Up {
-        /// Where the stack keeps its state.
-        #[arg(long, default_value = ".pipeline")]
-        state: PathBuf,
         /// DynamoDB and DynamoDB Streams port.
         #[arg(long, default_value_t = 4567)]
         dynamodb_port: u16,
@@ -108,48 +178,200 @@ enum BenchWhat {
     },
 }
 
+/// Done, but something needs attention.
+const ATTENTION: i32 = 3;
+
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PIPELINE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
-fn run() -> Result<()> {
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn progress() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+fn run() -> Result<i32> {
     let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    let args = cli.target;
     match cli.command {
-        Command::Run { paths, state, json } => {
-            let rt = tokio::runtime::Runtime::new()?;
-            let summary = rt.block_on(pipeline::local::run(&state, &paths))?;
+        Command::Run {
+            paths,
+            json,
+            local_handlers,
+            ingest_role,
+            projector_role,
+            timeout,
+        } => {
+            let opts = pipeline::run::RunOptions {
+                paths,
+                local_handlers,
+                ingest_role,
+                projector_role,
+                progress: progress(),
+                timeout: timeout.map(std::time::Duration::from_secs),
+                forever: false,
+            };
+            let summary = rt.block_on(async {
+                let target = Target::open(&args).await?;
+                let s = pipeline::run::run(&target, &opts).await;
+                target.close().await;
+                s
+            })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                print_json(&summary)?;
             } else {
                 print_run(&summary);
             }
-            if !summary.failed_messages.is_empty() {
-                anyhow::bail!(
-                    "{} message(s) failed: {:?}",
-                    summary.failed_messages.len(),
-                    summary.failed_messages
+            let failed = summary.files.iter().filter(|f| f.status.as_str() == "failed").count();
+            if failed > 0 || summary.ingest_dead_letters > 0 || summary.stream_failures > 0 {
+                eprintln!(
+                    "attention: {failed} failed file(s) (reasons above), {} message(s) in the ingest dead-letter queue, {} stream record(s) given up on",
+                    summary.ingest_dead_letters, summary.stream_failures
                 );
+                return Ok(ATTENTION);
             }
-            Ok(())
+            Ok(0)
+        }
+        Command::Upload { paths, json } => {
+            let keys = rt.block_on(async {
+                let target = Target::open(&args).await?;
+                let keys = pipeline::run::upload(&target, &paths, progress()).await;
+                target.close().await;
+                keys
+            })?;
+            if json {
+                print_json(&keys)?;
+            } else {
+                for k in &keys {
+                    println!("uploaded {k}");
+                }
+                println!("{} file(s) uploaded; `pipeline status` follows them.", keys.len());
+            }
+            Ok(0)
+        }
+        Command::Status { file, json } => {
+            let rows = with_target(&rt, &args, async |t| pipeline::ops::status(t, file.as_deref()).await)?;
+            if json {
+                print_json(&rows)?;
+            } else {
+                print_status(&rows);
+            }
+            let failed = rows
+                .iter()
+                .any(|r| r.file.as_ref().is_some_and(|f| f.status.as_str() == "failed"));
+            Ok(if failed { ATTENTION } else { 0 })
+        }
+        Command::Rejects { file, json } => {
+            let (summary, rejects) = with_target(&rt, &args, async |t| pipeline::ops::rejects(t, &file).await)?;
+            if json {
+                print_json(&serde_json::json!({ "file": summary, "rejects": rejects }))?;
+            } else {
+                println!("{}: {} lines, {} rejected", summary.key, summary.rows, summary.rejected);
+                for r in &rejects {
+                    println!(
+                        "  line {:>6}  {:<14} {}\n               {}",
+                        r.line,
+                        r.column.as_deref().unwrap_or("-"),
+                        r.reason,
+                        r.raw.escape_debug()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Command::Aggregates { dataset, json } => {
+            let rows = with_target(&rt, &args, async |t| {
+                pipeline::ops::read_aggregates(
+                    &t.clients.dynamodb,
+                    &t.deployment.names.aggregates_table,
+                    dataset.as_deref(),
+                )
+                .await
+            })?;
+            if json {
+                print_json(&rows)?;
+            } else {
+                print_aggregates(&rows, usize::MAX);
+            }
+            Ok(0)
+        }
+        Command::Feed { follow, max, json } => {
+            let shown = with_target(&rt, &args, async |t| {
+                pipeline::ops::feed(t, follow, max, |m| {
+                    if json {
+                        println!("{m}");
+                    } else {
+                        print_feed_message(m);
+                    }
+                })
+                .await
+            })?;
+            if !json {
+                eprintln!("{shown} message(s) shown and deleted from the feed queue.");
+            }
+            Ok(0)
+        }
+        Command::Rebuild { json } => {
+            let r = with_target(&rt, &args, async |t| pipeline::ops::rebuild(t).await)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "rebuilt {} groups from {} events; the aggregates table has {} groups.",
+                    r.groups, r.events, r.live_groups
+                );
+                for d in &r.differences {
+                    println!(
+                        "  {}.{} {:?} {}: events say {}, table has {}",
+                        d.dataset,
+                        d.aggregate,
+                        d.group,
+                        d.measure.as_deref().unwrap_or("(group)"),
+                        d.expected.as_deref().unwrap_or("nothing"),
+                        d.live.as_deref().unwrap_or("nothing")
+                    );
+                }
+                if r.differences.is_empty() {
+                    println!("no differences.");
+                } else {
+                    println!("{} difference(s).", r.differences.len());
+                }
+            }
+            Ok(if r.differences.is_empty() { 0 } else { ATTENTION })
         }
         Command::Up {
-            state,
             dynamodb_port,
             s3_port,
             sqs_port,
         } => {
-            let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(up(
-                state,
+                args.state,
                 Ports {
                     dynamodb: dynamodb_port,
                     s3: s3_port,
                     sqs: sqs_port,
                 },
-            ))
+            ))?;
+            Ok(0)
         }
         Command::Bench {
             what,
@@ -157,7 +379,6 @@ fn run() -> Result<()> {
             dir,
             external,
         } => {
-            let rt = tokio::runtime::Runtime::new()?;
             let _ = std::fs::remove_dir_all(&dir);
             let target = if external {
                 pipeline::bench::Target::External
@@ -187,7 +408,7 @@ fn run() -> Result<()> {
                     println!("{k:>30}: {v}");
                 }
             }
-            Ok(())
+            Ok(0)
         }
         Command::Generate {
             out,
@@ -219,19 +440,101 @@ fn run() -> Result<()> {
                 stats.bad,
                 stats.bytes
             );
-            Ok(())
+            Ok(0)
         }
     }
 }
 
-fn print_run(s: &pipeline::local::RunSummary) {
+/// Open the target, run `f` on it, close it.
+fn with_target<T>(
+    rt: &tokio::runtime::Runtime,
+    args: &TargetArgs,
+    f: impl AsyncFnOnce(&Target) -> Result<T>,
+) -> Result<T> {
+    rt.block_on(async {
+        let target = Target::open(args).await?;
+        let out = f(&target).await;
+        target.close().await;
+        out
+    })
+}
+
+fn print_status(rows: &[pipeline::ops::StatusRow]) {
     println!(
-        "{:<42} {:<9} {:<9} {:>7} {:>8} {:>8} {:>7}  reason",
-        "key", "upload", "status", "lines", "accepted", "rejected", "written"
+        "{:<46} {:<9} {:<10} {:>8} {:>8} {:>8}  reason",
+        "key", "upload", "status", "lines", "accepted", "rejected"
+    );
+    for r in rows {
+        match &r.file {
+            Some(f) => println!(
+                "{:<46} {:<9} {:<10} {:>8} {:>8} {:>8}  {}",
+                f.key,
+                format!("{:?}", f.outcome).to_lowercase(),
+                f.status.as_str(),
+                f.rows,
+                f.accepted,
+                f.rejected,
+                f.reason.as_deref().unwrap_or("")
+            ),
+            None => println!("{:<46} {:<9} {:<10}", r.key, "-", "waiting"),
+        }
+    }
+}
+
+fn print_feed_message(m: &serde_json::Value) {
+    let s = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    match s("type") {
+        "aggregate.changed" => println!(
+            "aggregate.changed  {}.{} {}  {}  (v{})",
+            s("dataset"),
+            s("aggregate"),
+            m.get("group").map(|g| g.to_string()).unwrap_or_default(),
+            m.get("values").map(|g| g.to_string()).unwrap_or_default(),
+            m.get("version").map(|g| g.to_string()).unwrap_or_default(),
+        ),
+        "file.completed" => println!(
+            "file.completed     {} {} {}: {} lines, {} accepted, {} rejected",
+            s("dataset"),
+            m.get("keys").map(|g| g.to_string()).unwrap_or_default(),
+            s("status"),
+            m.get("rows").map(|g| g.to_string()).unwrap_or_default(),
+            m.get("accepted").map(|g| g.to_string()).unwrap_or_default(),
+            m.get("rejected").map(|g| g.to_string()).unwrap_or_default(),
+        ),
+        _ => println!("{m}"),
+    }
+}
+
+fn print_aggregates(aggregates: &[pipeline::ops::AggregateRow], limit: usize) {
+    let mut by_aggregate: std::collections::BTreeMap<(&str, &str), Vec<&pipeline::ops::AggregateRow>> =
+        std::collections::BTreeMap::new();
+    for a in aggregates {
+        by_aggregate.entry((&a.dataset, &a.aggregate)).or_default().push(a);
+    }
+    for ((dataset, aggregate), rows) in by_aggregate {
+        println!("{dataset}.{aggregate}: {} groups", rows.len());
+        for r in rows.iter().take(limit) {
+            let measures: Vec<String> = r.measures.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let group = r.group.join(" | ").escape_debug().to_string();
+            println!("  {group:<40} {}  (v{})", measures.join(" "), r.version);
+        }
+        if rows.len() > limit {
+            println!(
+                "  ... {} more (`pipeline aggregates` or --json shows all)",
+                rows.len() - limit
+            );
+        }
+    }
+}
+
+fn print_run(s: &pipeline::run::RunSummary) {
+    println!(
+        "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8} {:>7} {:>7}  reason",
+        "key", "upload", "status", "lines", "accepted", "rejected", "written", "present"
     );
     for f in &s.files {
         println!(
-            "{:<42} {:<9} {:<9} {:>7} {:>8} {:>8} {:>7}  {}",
+            "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8} {:>7} {:>7}  {}",
             f.key,
             format!("{:?}", f.outcome).to_lowercase(),
             f.status.as_str(),
@@ -239,64 +542,81 @@ fn print_run(s: &pipeline::local::RunSummary) {
             f.accepted,
             f.rejected,
             f.written,
+            f.already_present,
             f.reason.as_deref().unwrap_or("")
         );
     }
-    let (rows, acc, rej, wr) = s.files.iter().fold((0, 0, 0, 0), |a, f| {
-        (a.0 + f.rows, a.1 + f.accepted, a.2 + f.rejected, a.3 + f.written)
+    let (rows, acc, rej, wr, ap) = s.files.iter().fold((0, 0, 0, 0, 0), |a, f| {
+        (
+            a.0 + f.rows,
+            a.1 + f.accepted,
+            a.2 + f.rejected,
+            a.3 + f.written,
+            a.4 + f.already_present,
+        )
     });
     println!(
-        "{:<42} {:<9} {:<9} {rows:>7} {acc:>8} {rej:>8} {wr:>7}",
+        "{:<46} {:<9} {:<9} {rows:>7} {acc:>8} {rej:>8} {wr:>7} {ap:>7}",
         "total", "", ""
     );
     println!(
-        "\n{} files; ingest made {} DynamoDB and {} S3 requests; {} events written by this run.",
+        "\n{} files, {} notifications handled; the ingest made {} DynamoDB and {} S3 requests.",
         s.files.len(),
+        s.ingest_messages,
         s.dynamodb_requests,
         s.s3_requests,
-        wr
     );
     println!(
-        "projector: {} stream records read, {} events folded, {} aggregate changes, {} feed messages sent.\n",
+        "projector: {} stream records read, {} events folded, {} aggregate changes, {} feed messages sent.",
         s.stream_records, s.events_projected, s.aggregates_changed, s.feed_messages
     );
-    let mut by_aggregate: std::collections::BTreeMap<(&str, &str), Vec<&pipeline::local::AggregateRow>> =
-        std::collections::BTreeMap::new();
-    for a in &s.aggregates {
-        by_aggregate.entry((&a.dataset, &a.aggregate)).or_default().push(a);
+    if s.ingest_dead_letters > 0 || s.stream_failures > 0 {
+        println!(
+            "dead letters: {} in the ingest DLQ, {} stream records on the on-failure queue.",
+            s.ingest_dead_letters, s.stream_failures
+        );
     }
-    for ((dataset, aggregate), rows) in by_aggregate {
-        println!("{dataset}.{aggregate}: {} groups", rows.len());
-        for r in rows.iter().take(8) {
-            let measures: Vec<String> = r.measures.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let group = r.group.join(" | ").escape_debug().to_string();
-            println!("  {group:<40} {}  (v{})", measures.join(" "), r.version);
-        }
-        if rows.len() > 8 {
-            println!("  ... {} more (--json shows all)", rows.len() - 8);
-        }
-    }
+    println!();
+    print_aggregates(&s.aggregates, 8);
+    let rate = rows as f64 / s.seconds.max(1e-9);
+    println!("\n{rows} lines in {:.1} s ({rate:.0} lines/s end to end).", s.seconds);
 }
 
 async fn up(state: PathBuf, ports: Ports) -> Result<()> {
     use pipeline::stack::{LocalStack, State, ACCESS_KEY, REGION, SECRET_KEY};
     let stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
-    let names = pipeline::resources::Names::default();
-    pipeline::resources::ensure_events_table(&stack.dynamodb(), &names.events_table).await?;
-    pipeline::resources::ensure_bucket(&stack.s3(), &names.bucket).await?;
+    let target = Target::on_stack(stack, &state).await?;
+    let stack = target.stack.as_ref().expect("embedded");
+    let up = pipeline::target::UpFile {
+        dynamodb: stack.dynamodb_endpoint.clone(),
+        s3: stack.s3_endpoint.clone(),
+        sqs: stack.sqs_endpoint.clone(),
+        pid: std::process::id(),
+    };
+    let up_file = pipeline::target::up_file(&state);
+    std::fs::write(&up_file, serde_json::to_vec_pretty(&up)?)?;
+    let d = &target.deployment;
     println!("local stack up, state in {}", state.display());
-    println!("  DynamoDB + Streams  {}", stack.dynamodb_endpoint);
-    println!("  S3                  {}", stack.s3_endpoint);
-    println!("  SQS                 {}", stack.sqs_endpoint);
-    println!("  bucket {}  events table {}", names.bucket, names.events_table);
-    println!("\nFor any AWS SDK or CLI in another shell:\n");
+    println!("  DynamoDB + Streams  {}", up.dynamodb);
+    println!("  S3                  {}", up.s3);
+    println!("  SQS                 {}", up.sqs);
+    println!(
+        "  upload to s3://{}/{}<dataset>/<file>.csv (path-style addressing)",
+        d.names.bucket, d.names.upload_prefix
+    );
+    println!("  feed queue {}", d.feed_queue_url);
+    println!("\nThe ingest and projector run here, on the queue and the stream. For any AWS SDK or CLI:\n");
     println!("export AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_REGION={REGION}");
     println!(
         "export AWS_ENDPOINT_URL_DYNAMODB={0} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={0} AWS_ENDPOINT_URL_S3={1} AWS_ENDPOINT_URL_SQS={2}",
-        stack.dynamodb_endpoint, stack.s3_endpoint, stack.sqs_endpoint
+        up.dynamodb, up.s3, up.sqs
     );
-    println!("\nCtrl-C stops it.");
-    tokio::signal::ctrl_c().await?;
-    stack.stop().await;
-    Ok(())
+    println!("\nOther `pipeline` commands in this directory use this stack. Ctrl-C stops it.");
+    let served = tokio::select! {
+        r = pipeline::run::serve(&target) => r,
+        r = tokio::signal::ctrl_c() => r.map_err(anyhow::Error::from),
+    };
+    let _ = std::fs::remove_file(&up_file);
+    target.close().await;
+    served
 }

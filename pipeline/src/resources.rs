@@ -1,39 +1,17 @@
 //! The resources the pipeline needs, created on the local stack with the
-//! settings the deployment uses.
+//! settings the deployment uses (`terraform/settings.json`), and found again
+//! on a deployment by name.
 
 use anyhow::{Context, Result};
+
+use crate::clients::Clients;
+use crate::settings::Settings;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
     StreamViewType,
 };
 
-/// Names of the deployed resources.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    /// The upload bucket.
-    pub bucket: String,
-    /// The events table.
-    pub events_table: String,
-    /// The aggregates table (the projector's; no stream, so projector writes
-    /// never reach the events stream).
-    pub aggregates_table: String,
-    /// The feed queue downstream services consume.
-    pub feed_queue: String,
-    /// Its dead-letter queue.
-    pub feed_dlq: String,
-}
-
-impl Default for Names {
-    fn default() -> Self {
-        Names {
-            bucket: "csv-pipeline-uploads".into(),
-            events_table: "csv-pipeline-events".into(),
-            aggregates_table: "csv-pipeline-aggregates".into(),
-            feed_queue: "csv-pipeline-feed".into(),
-            feed_dlq: "csv-pipeline-feed-dlq".into(),
-        }
-    }
-}
+pub use crate::settings::Names;
 
 fn attr(name: &str, ty: ScalarAttributeType) -> AttributeDefinition {
     AttributeDefinition::builder()
@@ -116,34 +94,146 @@ pub async fn ensure_queue_with_dlq(
     dlq: &str,
     max_receive: u32,
 ) -> Result<String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(dlq)
-        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-        .send()
-        .await
-        .with_context(|| format!("creating queue {dlq}"))?
-        .queue_url
-        .context("CreateQueue returned no URL")?;
-    let dlq_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .context("no ARN for the dead-letter queue")?;
-    let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive}"}}"#);
-    let url = sqs
+    let s = Settings::get();
+    ensure_queue(
+        sqs,
+        name,
+        Some((dlq, max_receive)),
+        s.feed.visibility_timeout_seconds,
+        &s,
+    )
+    .await
+}
+
+/// Create a queue (with a dead-letter queue and redrive if given) unless it
+/// exists, with server-side encryption; returns its URL.
+pub async fn ensure_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    dlq: Option<(&str, u32)>,
+    visibility_timeout: u32,
+    settings: &Settings,
+) -> Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let mut req = sqs
         .create_queue()
         .queue_name(name)
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(A::VisibilityTimeout, visibility_timeout.to_string())
+        .attributes(A::SqsManagedSseEnabled, "true");
+    if let Some((dlq, max_receive)) = dlq {
+        let dlq_url = Box::pin(ensure_queue(sqs, dlq, None, 30, settings)).await?;
+        sqs.set_queue_attributes()
+            .queue_url(&dlq_url)
+            .attributes(A::MessageRetentionPeriod, settings.dlq_retention_seconds.to_string())
+            .send()
+            .await
+            .with_context(|| format!("setting the retention of {dlq}"))?;
+        let dlq_arn = queue_arn(sqs, &dlq_url).await?;
+        let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{max_receive}}}"#);
+        req = req.attributes(A::RedrivePolicy, redrive);
+    }
+    let url = req
         .send()
         .await
         .with_context(|| format!("creating queue {name}"))?
         .queue_url
         .context("CreateQueue returned no URL")?;
     Ok(url)
+}
+
+/// A queue's ARN.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .with_context(|| format!("reading the ARN of {url}"))?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .with_context(|| format!("no ARN for {url}"))
+}
+
+/// The queue URLs of a deployment, found or created.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Deployment {
+    /// Resource names.
+    pub names: Names,
+    /// The ingest queue (S3 notifications).
+    pub ingest_queue_url: String,
+    /// The feed queue.
+    pub feed_queue_url: String,
+    /// The stream mapping's on-failure queue.
+    pub projector_failures_url: String,
+}
+
+/// Create every resource of the deployment that the local stack can hold,
+/// as `terraform/` does: the bucket, both tables, the ingest queue, the feed
+/// queue, their dead-letter queues and the projector's on-failure queue.
+/// Existing resources are left as they are.
+pub async fn provision(clients: &Clients, names: &Names) -> Result<Deployment> {
+    let s = Settings::get();
+    ensure_bucket(&clients.s3, &names.bucket).await?;
+    ensure_events_table(&clients.dynamodb, &names.events_table).await?;
+    ensure_aggregates_table(&clients.dynamodb, &names.aggregates_table).await?;
+    let ingest_queue_url = ensure_queue(
+        &clients.sqs,
+        &names.ingest_queue,
+        Some((&names.ingest_dlq, s.ingest.max_receive_count)),
+        s.ingest.visibility_timeout_seconds,
+        &s,
+    )
+    .await?;
+    let feed_queue_url = ensure_queue(
+        &clients.sqs,
+        &names.feed_queue,
+        Some((&names.feed_dlq, s.feed.max_receive_count)),
+        s.feed.visibility_timeout_seconds,
+        &s,
+    )
+    .await?;
+    let projector_failures_url = ensure_queue(&clients.sqs, &names.projector_failures, None, 30, &s).await?;
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&projector_failures_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod,
+            s.dlq_retention_seconds.to_string(),
+        )
+        .send()
+        .await?;
+    Ok(Deployment {
+        names: names.clone(),
+        ingest_queue_url,
+        feed_queue_url,
+        projector_failures_url,
+    })
+}
+
+/// Find the queues of an existing deployment by name.
+pub async fn resolve(clients: &Clients, names: &Names) -> Result<Deployment> {
+    let url = |name: String| async move {
+        clients
+            .sqs
+            .get_queue_url()
+            .queue_name(&name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "queue {name} not found ({}): is the pipeline deployed there, and are the names right?",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })?
+            .queue_url
+            .context("GetQueueUrl returned no URL")
+    };
+    Ok(Deployment {
+        names: names.clone(),
+        ingest_queue_url: url(names.ingest_queue.clone()).await?,
+        feed_queue_url: url(names.feed_queue.clone()).await?,
+        projector_failures_url: url(names.projector_failures.clone()).await?,
+    })
 }

@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -19,6 +20,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::notify::{Notifier, NotifyingS3};
+use awsim_core::ServiceHandler;
 
 /// Access key the emulators accept (any SDK can use it).
 pub const ACCESS_KEY: &str = "local";
@@ -55,6 +59,10 @@ pub struct LocalStack {
     pub s3_endpoint: String,
     /// `http://127.0.0.1:PORT` of SQS.
     pub sqs_endpoint: String,
+    /// S3 object-created notifications (see [`crate::notify`]).
+    pub notifier: Arc<Notifier>,
+    sqs: Arc<awsim_sqs::SqsService>,
+    sqs_snapshot: Option<PathBuf>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<PathBuf>,
@@ -99,31 +107,60 @@ impl LocalStack {
 
         let s3_listener = bind(ports.s3).await?;
         let s3_addr = s3_listener.local_addr()?;
-        let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, rx.clone()));
-
         let sqs_listener = bind(ports.sqs).await?;
         let sqs_addr = sqs_listener.local_addr()?;
-        let sqs = tokio::spawn(serve_sqs(sqs_listener, rx));
 
-        Ok(LocalStack {
+        // SQS keeps its queues in memory; a snapshot in the state directory
+        // carries them (messages included) from one process to the next.
+        let sqs_service = Arc::new(awsim_sqs::SqsService::new());
+        let sqs_snapshot = match &state {
+            State::Dir(dir) => Some(dir.join("sqs.json")),
+            State::Memory => None,
+        };
+        if let Some(data) = sqs_snapshot.as_ref().and_then(|p| std::fs::read(p).ok()) {
+            sqs_service
+                .restore(&data)
+                .map_err(|e| anyhow::anyhow!("restoring the SQS state: {e}"))?;
+        }
+        let sqs = tokio::spawn(serve_sqs(sqs_listener, sqs_service.clone(), rx.clone()));
+
+        let notifier = Arc::new(Notifier::default());
+        let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, notifier.clone(), rx.clone()));
+        let mut tasks = vec![ddb, s3, sqs];
+        if let Some(path) = sqs_snapshot.clone() {
+            tasks.push(tokio::spawn(save_sqs_periodically(sqs_service.clone(), path, rx)));
+        }
+
+        let stack = LocalStack {
             dynamodb_endpoint: endpoint(ddb_addr),
             s3_endpoint: endpoint(s3_addr),
             sqs_endpoint: endpoint(sqs_addr),
+            notifier,
+            sqs: sqs_service,
+            sqs_snapshot,
             shutdown,
-            tasks: vec![ddb, s3, sqs],
+            tasks,
             _tmp: tmp,
-        })
+        };
+        stack.notifier.set_clients(stack.s3(), stack.sqs());
+        Ok(stack)
+    }
+
+    /// Send object-created notifications of `rule.bucket` to `rule.queue_url`.
+    pub fn notify(&self, rule: crate::notify::Rule) {
+        self.notifier.add(rule);
+    }
+
+    /// Save the SQS state now (it is also saved every second and on stop).
+    pub fn save_sqs(&self) {
+        if let Some(path) = &self.sqs_snapshot {
+            save_sqs(&self.sqs, path);
+        }
     }
 
     /// SDK configuration with the stack's credentials and region (no endpoint).
     pub fn sdk_config(&self) -> SdkConfig {
-        SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "local-stack"),
-            ))
-            .build()
+        local_sdk_config()
     }
 
     /// A DynamoDB client on the emulator.
@@ -171,6 +208,7 @@ impl LocalStack {
 
     /// Stop the servers and wait for them.
     pub async fn stop(mut self) {
+        self.save_sqs();
         let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
             let _ = t.await;
@@ -180,6 +218,7 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
+        self.save_sqs();
         let _ = self.shutdown.send(true);
         if let Some(tmp) = &self._tmp {
             let _ = std::fs::remove_dir_all(tmp);
@@ -204,6 +243,17 @@ fn index_stream_records(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// SDK configuration with the local stack's credentials and region (no endpoint).
+pub fn local_sdk_config() -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+            Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "local-stack"),
+        ))
+        .build()
+}
+
 async fn bind(port: u16) -> Result<TcpListener> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpListener::bind(addr)
@@ -220,9 +270,9 @@ fn uuid_like() -> String {
     format!("{:016x}", rand::thread_rng().gen::<u64>())
 }
 
-async fn serve_s3(listener: TcpListener, root: PathBuf, mut stop: watch::Receiver<bool>) {
+async fn serve_s3(listener: TcpListener, root: PathBuf, notifier: Arc<Notifier>, mut stop: watch::Receiver<bool>) {
     let service = match s3_service(&root) {
-        Ok(s) => s,
+        Ok(inner) => NotifyingS3 { inner, notifier },
         Err(e) => {
             tracing::error!("s3 emulator: {e:#}");
             return;
@@ -247,11 +297,10 @@ async fn serve_s3(listener: TcpListener, root: PathBuf, mut stop: watch::Receive
 }
 
 /// SQS: `awsim-sqs` behind `awsim-core`'s gateway, served by axum. Its state
-/// is in memory: queues are recreated on start, and undelivered messages do
-/// not survive a restart of the local stack.
-async fn serve_sqs(listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let mut state = awsim_core::AppState::new(REGION.to_owned(), "000000000000".to_owned());
-    state.register(std::sync::Arc::new(awsim_sqs::SqsService::new()), Vec::new());
+/// is in memory, saved to the state directory as a snapshot.
+async fn serve_sqs(listener: TcpListener, service: Arc<awsim_sqs::SqsService>, mut stop: watch::Receiver<bool>) {
+    let mut state = awsim_core::AppState::new(REGION.to_owned(), crate::settings::LOCAL_ACCOUNT.to_owned());
+    state.register(service, Vec::new());
     let app = axum::Router::new()
         .fallback(awsim_core::gateway::handle_request)
         .with_state(state);
@@ -260,6 +309,24 @@ async fn serve_sqs(listener: TcpListener, mut stop: watch::Receiver<bool>) {
     };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         tracing::error!("sqs emulator stopped: {e}");
+    }
+}
+
+fn save_sqs(service: &awsim_sqs::SqsService, path: &Path) {
+    let Some(data) = service.snapshot() else { return };
+    let tmp = path.with_extension("json.tmp");
+    if let Err(e) = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, path)) {
+        tracing::error!("saving the SQS state to {}: {e}", path.display());
+    }
+}
+
+async fn save_sqs_periodically(service: Arc<awsim_sqs::SqsService>, path: PathBuf, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => save_sqs(&service, &path),
+            _ = stop.wait_for(|s| *s) => break,
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub struct StreamReader {
     iterators: Vec<(String, Option<String>)>,
     /// Shard id to the last sequence number handed out.
     positions: HashMap<String, String>,
+    last_shard: Option<String>,
 }
 
 impl StreamReader {
@@ -63,7 +64,18 @@ impl StreamReader {
             arn,
             iterators,
             positions,
+            last_shard: None,
         })
+    }
+
+    /// The stream's ARN.
+    pub fn stream_arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// The shard of the last non-empty batch.
+    pub fn last_shard(&self) -> Option<&str> {
+        self.last_shard.as_deref()
     }
 
     /// Where each shard stands: save it, and `open_after` it next time.
@@ -87,6 +99,7 @@ impl StreamReader {
             let records: Vec<EventRecord> = out.records().iter().map(|r| convert(&self.arn, r)).collect();
             if let Some(seq) = records.last().and_then(|r| r.change.sequence_number.clone()) {
                 self.positions.insert(shard.clone(), seq);
+                self.last_shard = Some(shard.clone());
                 return Ok(records);
             }
         }

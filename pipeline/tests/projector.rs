@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{batch, data, env, fail_transactions, notification, Env, FailAfter};
+use common::{batch, data, env, fail_transactions, notification, oracle, Env, FailAfter};
 use ingest::handler;
 use pipeline::resources;
 use pipeline::streams::StreamReader;
@@ -81,87 +81,6 @@ async fn ingest_all(env: &Env, keys: &[&str]) {
 
 /// The oracle: the `orders` aggregates computed straight from the CSV files
 /// with the csv crate and rust_decimal, by rules written out here.
-fn oracle(keys: &[&str]) -> BTreeMap<(String, Vec<String>), Vec<Decimal>> {
-    let mut out: BTreeMap<(String, Vec<String>), Vec<Decimal>> = BTreeMap::new();
-    for key in keys.iter().filter(|k| k.starts_with("orders/")) {
-        let bytes = data(key);
-        let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..]);
-        let Ok(header) = r.headers().cloned() else { continue };
-        let col = |name: &str| header.iter().position(|h| h == name);
-        let Some(cols) = [
-            "ordered_at",
-            "country",
-            "currency",
-            "category",
-            "quantity",
-            "unit_price",
-            "customer_id",
-        ]
-        .iter()
-        .map(|c| col(c))
-        .collect::<Option<Vec<_>>>() else {
-            continue;
-        };
-        if header.iter().any(|h| h == "colour") {
-            continue;
-        }
-        for rec in r.byte_records() {
-            let Ok(rec) = rec else { continue };
-            if rec.len() != header.len() || rec.as_slice().len() > 65_536 {
-                continue;
-            }
-            let Ok(fields) = rec.iter().map(std::str::from_utf8).collect::<Result<Vec<_>, _>>() else {
-                continue;
-            };
-            let get = |i: usize| fields[cols[i]].trim();
-            let ts = chrono::DateTime::parse_from_rfc3339(get(0))
-                .map(|t| t.naive_utc())
-                .or_else(|_| chrono::NaiveDateTime::parse_from_str(get(0), "%Y-%m-%d %H:%M:%S"));
-            let qty = get(4).parse::<i64>();
-            let price = Decimal::from_str_exact(get(5))
-                .ok()
-                .filter(|_| get(5).bytes().all(|b| b.is_ascii_digit() || b == b'.'));
-            let gift_ok = col("gift").is_none_or(|i| {
-                matches!(
-                    fields[i].trim().to_ascii_lowercase().as_str(),
-                    "" | "true" | "false" | "yes" | "no" | "0" | "1" | "y" | "n" | "t" | "f"
-                )
-            });
-            let (Ok(ts), Ok(qty), Some(price)) = (ts, qty, price) else {
-                continue;
-            };
-            if get(6).is_empty() || get(3).is_empty() || !gift_ok {
-                continue;
-            }
-            let q = Decimal::from(qty);
-            let day = ts.date().format("%Y-%m-%d").to_string();
-            let k1 = (
-                "revenue_by_day_country".to_owned(),
-                vec![day, get(1).to_owned(), get(2).to_owned()],
-            );
-            let k2 = ("units_by_category".to_owned(), vec![get(3).to_owned()]);
-            for (k, v) in [
-                (k1, vec![Decimal::ONE, q, q * price]),
-                (k2, vec![Decimal::ONE, q, price, price]),
-            ] {
-                let Some(e) = out.get_mut(&k) else {
-                    out.insert(k, v);
-                    continue;
-                };
-                e[0] += v[0];
-                e[1] += v[1];
-                if k.0 == "units_by_category" {
-                    e[2] = e[2].min(v[2]);
-                    e[3] = e[3].max(v[3]);
-                } else {
-                    e[2] += v[2];
-                }
-            }
-        }
-    }
-    out
-}
-
 fn pk(aggregate: &str, values: &[String]) -> String {
     format!("G#orders#{aggregate}#{}", serde_json::to_string(values).unwrap())
 }

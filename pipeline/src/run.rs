@@ -1,0 +1,446 @@
+//! `pipeline run`: upload files and follow them through the pipeline until
+//! every file is final and the stream is drained.
+//!
+//! On the local stack (and on a deployment with `--local-handlers`), this
+//! process stands in for Lambda: the ingest queue's notifications and the
+//! events stream are polled with the event source mappings' semantics
+//! ([`crate::pollers`]) and handed to the same library handlers the Lambdas
+//! run. On a deployment without it, the Lambdas do the work and this waits
+//! for the files' manifests.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use ingest::{handler, Config, Ingester};
+use schema::items::{FileStatus, Manifest, UploadOutcome};
+use schema::Registry;
+use serde::Serialize;
+
+use crate::metrics::RequestCounter;
+use crate::ops::{self, AggregateRow};
+use crate::pollers::{queue_depth, SqsPoller, StreamPoller};
+use crate::settings::Settings;
+use crate::streams::StreamReader;
+use crate::target::Target;
+use projector::feed::Feed;
+use projector::project::Projector;
+
+/// One file's outcome in a run.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct FileSummary {
+    /// Object key.
+    pub key: String,
+    /// Content id.
+    pub file_id: String,
+    /// New content or a duplicate of content seen before.
+    pub outcome: UploadOutcome,
+    /// The manifest's status.
+    pub status: FileStatus,
+    /// Lines.
+    pub rows: u64,
+    /// Accepted lines.
+    pub accepted: u64,
+    /// Rejected lines.
+    pub rejected: u64,
+    /// Events the ingest of this content wrote (0 for a duplicate upload).
+    pub written: u64,
+    /// Lines whose event was already in the store when the ingest reached
+    /// them (a retried or resumed ingest).
+    pub already_present: u64,
+    /// Why the file failed.
+    pub reason: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RunSummary {
+    /// Per file.
+    pub files: Vec<FileSummary>,
+    /// Notifications the ingest handled.
+    pub ingest_messages: u64,
+    /// Stream records the projector read.
+    pub stream_records: u64,
+    /// Events folded into aggregates by this run.
+    pub events_projected: u64,
+    /// Aggregate groups this run changed.
+    pub aggregates_changed: u64,
+    /// Messages this run sent to the feed queue.
+    pub feed_messages: u64,
+    /// Every aggregate group, as it now stands.
+    pub aggregates: Vec<AggregateRow>,
+    /// DynamoDB requests of the ingest.
+    pub dynamodb_requests: u64,
+    /// S3 requests of the ingest (uploads excluded).
+    pub s3_requests: u64,
+    /// Ingest failures reported (each retried, then dead-lettered).
+    pub failed_messages: Vec<String>,
+    /// Messages now in the ingest dead-letter queue.
+    pub ingest_dead_letters: u64,
+    /// Stream records given up on (described on the on-failure queue).
+    pub stream_failures: u64,
+    /// Wall time of the run, uploads included.
+    pub seconds: f64,
+}
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Files or directories of CSVs.
+    pub paths: Vec<PathBuf>,
+    /// Run the handlers in this process even on a deployment.
+    pub local_handlers: bool,
+    /// Role the ingest handler's credentials are assumed from.
+    pub ingest_role: Option<String>,
+    /// Role the projector handler's credentials are assumed from.
+    pub projector_role: Option<String>,
+    /// Draw progress on stderr.
+    pub progress: bool,
+    /// Give up waiting after this long.
+    pub timeout: Option<Duration>,
+    /// Never stop polling (`pipeline up`).
+    pub forever: bool,
+}
+
+/// Run the event source mappings until the future is dropped (`pipeline up`).
+pub async fn serve(target: &Target) -> Result<()> {
+    let opts = RunOptions {
+        forever: true,
+        ..RunOptions::default()
+    };
+    pump(target, &opts, &RequestCounter::default()).await.map(|_| ())
+}
+
+/// The CSV files under `paths`, each with its object key: the path relative to
+/// the directory given (`data/orders/a.csv` under `data` is `orders/a.csv`).
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, p, &mut out)?;
+        } else if p.is_file() {
+            let name = p
+                .file_name()
+                .context("a file has a name")?
+                .to_string_lossy()
+                .into_owned();
+            out.push((p.clone(), name));
+        } else {
+            anyhow::bail!("{}: no such file or directory", p.display());
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+            let rel = path.strip_prefix(root)?;
+            let key = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((path, key));
+        }
+    }
+    Ok(())
+}
+
+fn bar(show: bool, len: u64, template: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    b
+}
+
+/// Upload the CSVs under `paths` under the deployment's upload prefix; returns the keys.
+pub async fn upload(target: &Target, paths: &[PathBuf], progress: bool) -> Result<Vec<String>> {
+    let files = collect(paths)?;
+    anyhow::ensure!(!files.is_empty(), "no .csv files under {paths:?}");
+    let total: u64 = files
+        .iter()
+        .map(|(p, _)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let pb = bar(progress, total, "upload {bar:30} {bytes}/{total_bytes} {msg}");
+    let names = &target.deployment.names;
+    let mut keys = Vec::new();
+    for (path, rel) in files {
+        let key = format!("{}{rel}", names.upload_prefix);
+        pb.set_message(key.clone());
+        crate::upload::upload_file(&target.clients.s3, &names.bucket, &key, &path).await?;
+        pb.inc(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
+        keys.push(key);
+    }
+    pb.finish_and_clear();
+    Ok(keys)
+}
+
+#[derive(Default)]
+struct Totals {
+    ingest_messages: u64,
+    failed: Vec<String>,
+    stream_records: u64,
+    applied: u64,
+    groups: u64,
+    feed: u64,
+    stream_failures: u64,
+}
+
+/// Upload `opts.paths`, follow them through the pipeline, and summarise.
+pub async fn run(target: &Target, opts: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let keys = upload(target, &opts.paths, opts.progress).await?;
+    let counter = RequestCounter::default();
+    let totals = if target.local || opts.local_handlers {
+        pump(target, opts, &counter).await?
+    } else {
+        wait_final(target, &keys, opts).await?;
+        Totals::default()
+    };
+    let d = &target.deployment;
+    let mut files = Vec::new();
+    for key in &keys {
+        files.push(file_summary(target, key).await?);
+    }
+    Ok(RunSummary {
+        files,
+        ingest_messages: totals.ingest_messages,
+        stream_records: totals.stream_records,
+        events_projected: totals.applied,
+        aggregates_changed: totals.groups,
+        feed_messages: totals.feed,
+        aggregates: ops::read_aggregates(&target.clients.dynamodb, &d.names.aggregates_table, None).await?,
+        dynamodb_requests: counter.service("DynamoDB"),
+        s3_requests: counter.service("S3"),
+        failed_messages: totals.failed,
+        ingest_dead_letters: dlq_depth(target, &d.names.ingest_dlq).await?,
+        stream_failures: totals.stream_failures,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn dlq_depth(target: &Target, name: &str) -> Result<u64> {
+    let url = target
+        .clients
+        .sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .with_context(|| format!("finding queue {name}"))?
+        .queue_url
+        .unwrap_or_default();
+    queue_depth(&target.clients.sqs, &url).await
+}
+
+/// Where the stream mapping of this process stands, per events table.
+fn positions_file(target: &Target) -> PathBuf {
+    target.state.join(format!(
+        "stream-positions-{}.json",
+        target.deployment.names.events_table
+    ))
+}
+
+/// Poll the ingest queue and the events stream, as the event source mappings
+/// would, until the queue is empty and the stream drained.
+async fn pump(target: &Target, opts: &RunOptions, counter: &RequestCounter) -> Result<Totals> {
+    let settings = Settings::get();
+    let d = &target.deployment;
+    let ic = target.handler_clients(opts.ingest_role.as_deref(), counter).await;
+    let mut config = Config::new(&d.names.events_table);
+    config.upload_prefix = d.names.upload_prefix.clone();
+    let ingester = Ingester::new(ic.s3, ic.dynamodb, Registry::builtin(), config);
+    let mut sqs_poller = SqsPoller::new(
+        target.clients.sqs.clone(),
+        &d.ingest_queue_url,
+        settings.ingest.batch_size,
+    )
+    .await?;
+    // Locally a failed message comes back after a second, not the queue's
+    // visibility timeout (set for a 15-minute function).
+    sqs_poller.retry_after = Some(Duration::from_secs(1));
+
+    let pc = target
+        .handler_clients(opts.projector_role.as_deref(), &RequestCounter::default())
+        .await;
+    let projector = Projector::new(pc.dynamodb, d.names.aggregates_table.clone(), &Registry::builtin());
+    let feed = Feed::new(pc.sqs, d.feed_queue_url.clone());
+    let positions_file = positions_file(target);
+    let positions = std::fs::read(&positions_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let reader = StreamReader::open_after(
+        &target.clients.dynamodb,
+        target.clients.streams.clone(),
+        &d.names.events_table,
+        positions,
+    )
+    .await?;
+    let mut stream = StreamPoller::new(
+        reader,
+        settings.projector.clone(),
+        target.clients.sqs.clone(),
+        &d.projector_failures_url,
+    );
+
+    let totals = RefCell::new(Totals::default());
+    let ingest_done = std::cell::Cell::new(false);
+    let pb = bar(opts.progress, 0, "{spinner} {elapsed} {msg}");
+    pb.enable_steady_tick(Duration::from_millis(200));
+    let show = |pb: &ProgressBar, t: &Totals| {
+        pb.set_message(format!(
+            "ingest: {} notifications, {} failed | projector: {} records, {} events folded, {} feed messages",
+            t.ingest_messages,
+            t.failed.len(),
+            t.stream_records,
+            t.applied,
+            t.feed
+        ))
+    };
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let timed_out = || deadline.is_some_and(|d| Instant::now() > d);
+
+    let ingest_loop = async {
+        loop {
+            anyhow::ensure!(!timed_out(), "timed out waiting for the ingest queue to empty");
+            let poll = sqs_poller
+                .poll_once(async |event| handler::handle_batch(&ingester, event, None).await, 0)
+                .await?;
+            {
+                let mut t = totals.borrow_mut();
+                t.ingest_messages += (poll.received - poll.failed.len()) as u64;
+                t.failed.extend(poll.failed);
+                show(&pb, &t);
+            }
+            if poll.received == 0 {
+                if !opts.forever && sqs_poller.depth().await? == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        ingest_done.set(true);
+        anyhow::Ok(())
+    };
+    let stream_loop = async {
+        loop {
+            anyhow::ensure!(!timed_out(), "timed out waiting for the stream to drain");
+            // Once the ingest is done, nothing more can arrive: no need to
+            // wait out the batching window.
+            let ingest_finished = ingest_done.get();
+            let poll = stream
+                .poll_once(
+                    async |event| {
+                        let (response, report) = projector::handler::handle_batch(&projector, &feed, event).await;
+                        let mut t = totals.borrow_mut();
+                        t.applied += report.outcome.applied;
+                        t.groups += report.outcome.groups_written;
+                        t.feed += report.sent.messages;
+                        response
+                    },
+                    ingest_finished,
+                )
+                .await?;
+            {
+                let mut t = totals.borrow_mut();
+                t.stream_records += poll.records;
+                t.stream_failures += poll.sent_to_on_failure;
+                show(&pb, &t);
+            }
+            if poll.invocations > 0 && opts.forever {
+                std::fs::write(&positions_file, serde_json::to_vec(stream.positions())?)?;
+            }
+            if poll.records == 0 {
+                if ingest_finished && stream.buffered() == 0 && !opts.forever {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        std::fs::write(&positions_file, serde_json::to_vec(stream.positions())?)
+            .with_context(|| format!("saving {}", positions_file.display()))?;
+        anyhow::Ok(())
+    };
+    let (a, b) = tokio::join!(ingest_loop, stream_loop);
+    pb.finish_and_clear();
+    a?;
+    b?;
+    Ok(totals.into_inner())
+}
+
+/// Wait until every key has an upload record and a final manifest (the
+/// deployed Lambdas did the work).
+async fn wait_final(target: &Target, keys: &[String], opts: &RunOptions) -> Result<()> {
+    let deadline = Instant::now() + opts.timeout.unwrap_or(Duration::from_secs(3600));
+    let pb = bar(
+        opts.progress,
+        keys.len() as u64,
+        "waiting for the ingest {bar:30} {pos}/{len} files final",
+    );
+    let mut pending: Vec<&String> = keys.iter().collect();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for key in pending {
+            match file_summary(target, key).await {
+                Ok(f) if f.status.is_final() => pb.inc(1),
+                _ => still.push(key),
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "timed out waiting for {} file(s), e.g. {}: see the ingest function's logs and its dead-letter queue",
+                pending.len(),
+                pending[0]
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// The upload record and manifest of `key`, as a summary.
+pub async fn file_summary(target: &Target, key: &str) -> Result<FileSummary> {
+    let names = &target.deployment.names;
+    let upload = ops::get_item(
+        &target.clients.dynamodb,
+        &names.events_table,
+        schema::keys::upload_pk(&names.bucket, key),
+    )
+    .await?
+    .with_context(|| format!("no upload record for {key}: it has not been ingested (yet)"))?;
+    let upload: schema::Upload = serde_dynamo::from_item(upload)?;
+    let manifest = ops::get_item(
+        &target.clients.dynamodb,
+        &names.events_table,
+        schema::keys::manifest_pk(&upload.file_id),
+    )
+    .await?
+    .with_context(|| format!("no manifest for {key}"))?;
+    let m: Manifest = serde_dynamo::from_item(manifest)?;
+    let dup = upload.outcome == UploadOutcome::Duplicate;
+    Ok(FileSummary {
+        key: key.to_owned(),
+        file_id: m.file_id,
+        outcome: upload.outcome,
+        status: m.status,
+        rows: m.rows,
+        accepted: m.accepted,
+        rejected: m.rejected,
+        written: if dup { 0 } else { m.written },
+        already_present: if dup { 0 } else { m.already_present },
+        reason: m.reason,
+    })
+}

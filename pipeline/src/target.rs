@@ -1,0 +1,178 @@
+//! Where a command acts: the embedded local stack (the default), a running
+//! `pipeline up`, or a deployment reached through the standard AWS
+//! configuration with names from the Terraform outputs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_config::SdkConfig;
+
+use crate::clients::{Clients, Endpoints};
+use crate::metrics::RequestCounter;
+use crate::notify::Rule;
+use crate::resources::{self, Deployment};
+use crate::settings::{Names, Settings};
+use crate::stack::{LocalStack, Ports, State};
+
+/// How to find the pipeline.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// Local state directory (the embedded stack's data, stream positions).
+    #[arg(long, global = true, default_value = ".pipeline", env = "PIPELINE_STATE")]
+    pub state: PathBuf,
+    /// Act on a deployment through the standard AWS configuration
+    /// (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...) instead of the local stack.
+    #[arg(long, global = true)]
+    pub aws: bool,
+    /// `terraform output -json` of the deployment (implies --aws).
+    #[arg(long, global = true, env = "PIPELINE_OUTPUTS")]
+    pub outputs: Option<PathBuf>,
+}
+
+/// Where `pipeline up` says it serves, written to its state directory.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UpFile {
+    /// DynamoDB and Streams endpoint.
+    pub dynamodb: String,
+    /// S3 endpoint.
+    pub s3: String,
+    /// SQS endpoint.
+    pub sqs: String,
+    /// The serving process.
+    pub pid: u32,
+}
+
+/// The file `pipeline up` writes in its state directory.
+pub fn up_file(state: &Path) -> PathBuf {
+    state.join("up.json")
+}
+
+/// A pipeline to act on.
+pub struct Target {
+    /// Clients for it.
+    pub clients: Clients,
+    /// Its resources.
+    pub deployment: Deployment,
+    /// The SDK configuration behind `clients` (for role credentials and more clients).
+    pub conf: SdkConfig,
+    /// Endpoint overrides behind `clients`.
+    pub endpoints: Endpoints,
+    /// The local state directory.
+    pub state: PathBuf,
+    /// The embedded stack, when this process serves it.
+    pub stack: Option<LocalStack>,
+    /// Whether this is the local stack (embedded or `pipeline up`).
+    pub local: bool,
+}
+
+impl Target {
+    /// Open what `args` names, creating the local stack's resources if needed.
+    pub async fn open(args: &TargetArgs) -> Result<Target> {
+        if args.aws || args.outputs.is_some() {
+            let path = args.outputs.as_ref().context(
+                "--aws needs the deployment's names: pass --outputs FILE, where FILE is `terraform -chdir=terraform output -json`",
+            )?;
+            let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let names = Names::from_terraform_outputs(&json)?;
+            let conf = aws_config::load_from_env().await;
+            let clients = Clients::from_conf(&conf, None);
+            let deployment = resources::resolve(&clients, &names).await?;
+            std::fs::create_dir_all(&args.state).with_context(|| format!("creating {}", args.state.display()))?;
+            return Ok(Target {
+                clients,
+                deployment,
+                conf,
+                endpoints: Endpoints::default(),
+                state: args.state.clone(),
+                stack: None,
+                local: false,
+            });
+        }
+        if let Some(up) = running_up(&args.state).await {
+            let conf = crate::stack::local_sdk_config();
+            let endpoints = Endpoints {
+                s3: Some(up.s3),
+                dynamodb: Some(up.dynamodb),
+                sqs: Some(up.sqs),
+            };
+            let clients = Clients::build(&conf, &endpoints, None);
+            let deployment = resources::resolve(&clients, &Names::local()).await?;
+            return Ok(Target {
+                clients,
+                deployment,
+                conf,
+                endpoints,
+                state: args.state.clone(),
+                stack: None,
+                local: true,
+            });
+        }
+        Self::embedded(&args.state, Ports::default()).await
+    }
+
+    /// Start the embedded stack on `state` and create its resources.
+    pub async fn embedded(state: &Path, ports: Ports) -> Result<Target> {
+        let stack = LocalStack::start(State::Dir(state.to_path_buf()), ports).await?;
+        Self::on_stack(stack, state).await
+    }
+
+    /// Use a started stack, creating its resources and notifications.
+    pub async fn on_stack(stack: LocalStack, state: &Path) -> Result<Target> {
+        let clients = Clients::local(&stack, None);
+        let names = Names::local();
+        let deployment = resources::provision(&clients, &names).await?;
+        let s = Settings::get();
+        stack.notify(Rule {
+            bucket: names.bucket.clone(),
+            prefix: s.upload_prefix.clone(),
+            suffix: s.upload_suffix.clone(),
+            queue_url: deployment.ingest_queue_url.clone(),
+        });
+        Ok(Target {
+            conf: stack.sdk_config(),
+            endpoints: Endpoints::of(&stack),
+            clients,
+            deployment,
+            state: state.to_path_buf(),
+            stack: Some(stack),
+            local: true,
+        })
+    }
+
+    /// Clients for a handler: counting requests, and with `role`'s credentials if given.
+    pub async fn handler_clients(&self, role: Option<&str>, counter: &RequestCounter) -> Clients {
+        let conf = match role {
+            None => self.conf.clone(),
+            Some(arn) => {
+                let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
+                    .session_name("pipeline-local-handler")
+                    .configure(&self.conf)
+                    .build_from_provider(self.conf.credentials_provider().expect("configured credentials"))
+                    .await;
+                self.conf
+                    .to_builder()
+                    .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+                    .build()
+            }
+        };
+        Clients::build(&conf, &self.endpoints, Some(counter))
+    }
+
+    /// Stop the embedded stack, if this process serves one.
+    pub async fn close(self) {
+        if let Some(stack) = self.stack {
+            stack.stop().await;
+        }
+    }
+}
+
+/// The `pipeline up` serving `state`, if one answers.
+async fn running_up(state: &Path) -> Option<UpFile> {
+    let up: UpFile = serde_json::from_slice(&std::fs::read(up_file(state)).ok()?).ok()?;
+    let addr = up.sqs.strip_prefix("http://")?.to_owned();
+    match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Some(up),
+        _ => None,
+    }
+}

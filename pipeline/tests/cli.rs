@@ -1,0 +1,209 @@
+//! The `pipeline` binary end to end on `data/`, through the real local
+//! stack: run, run again, the read commands, rebuild on a healthy and on a
+//! damaged store.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pipeline::run::RunSummary;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Run `pipeline --state STATE ARGS...`: (exit code, stdout).
+fn pipeline(state: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .current_dir(repo())
+        .arg("--state")
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("the pipeline binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("error:") || out.status.code() == Some(1),
+        "{args:?}: {stderr}"
+    );
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+}
+
+fn json<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+#[test]
+fn cli_end_to_end_on_the_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+
+    // First run: exact counts per file (3 files fail as a whole: exit code 3).
+    let (code, out) = pipeline(&state, &["run", "data", "--json"]);
+    assert_eq!(code, 3, "failed files need attention: {out}");
+    let first: RunSummary = json(&out);
+    let expected: BTreeMap<String, serde_json::Value> =
+        json(&std::fs::read_to_string(repo().join("data/expected.json")).unwrap());
+    assert_eq!(first.files.len(), expected.len());
+    for f in &first.files {
+        let rel = f.key.strip_prefix("uploads/").expect("under the upload prefix");
+        let e = &expected[rel];
+        assert_eq!(f.status.as_str(), e["status"].as_str().unwrap(), "{rel}");
+        assert_eq!(
+            (f.rows, f.accepted, f.rejected),
+            (
+                e["rows"].as_u64().unwrap(),
+                e["accepted"].as_u64().unwrap(),
+                e["rejected"].as_u64().unwrap()
+            ),
+            "{rel}"
+        );
+        if let Some(reason) = e.get("reason") {
+            assert!(
+                f.reason.as_deref().unwrap().contains(reason.as_str().unwrap()),
+                "{rel}: {:?}",
+                f.reason
+            );
+        }
+        assert_eq!(f.written, f.rows, "{rel}: every line written once");
+    }
+    let lines: u64 = first.files.iter().map(|f| f.rows).sum();
+    assert_eq!(first.events_projected, lines, "every event folded once");
+    assert_eq!((first.ingest_dead_letters, first.stream_failures), (0, 0));
+
+    // Aggregates equal an independent fold of the CSVs.
+    let keys: Vec<String> = expected.keys().cloned().collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let oracle = common::oracle(&keys);
+    let folded: Vec<_> = first
+        .aggregates
+        .iter()
+        .filter(|a| a.aggregate != "file_stats")
+        .collect();
+    assert_eq!(folded.len(), oracle.len());
+    for a in folded {
+        let want = &oracle[&(a.aggregate.clone(), a.group.clone())];
+        let names: &[&str] = if a.aggregate == "units_by_category" {
+            &["lines", "units", "min_unit_price", "max_unit_price"]
+        } else {
+            &["lines", "units", "revenue"]
+        };
+        for (n, w) in names.iter().zip(want) {
+            assert_eq!(Decimal::from_str(&a.measures[*n]).unwrap(), *w, "{a:?} {n}");
+        }
+    }
+
+    // The feed: one file.completed per file, and messages for the changes.
+    let (code, out) = pipeline(&state, &["feed", "--json"]);
+    assert_eq!(code, 0);
+    let messages: Vec<serde_json::Value> = out.lines().map(json).collect();
+    assert_eq!(
+        messages.len() as u64,
+        first.feed_messages,
+        "everything sent is shown once"
+    );
+    let mut completed: BTreeMap<String, u32> = BTreeMap::new();
+    for m in messages.iter().filter(|m| m["type"] == "file.completed") {
+        *completed.entry(m["file_id"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(completed.len(), first.files.len(), "{completed:?}");
+    assert!(completed.values().all(|n| *n == 1), "{completed:?}");
+    let (_, again) = pipeline(&state, &["feed", "--json"]);
+    assert_eq!(again, "", "feed deletes what it showed");
+
+    // Second run: the same content costs nothing.
+    let (_, out) = pipeline(&state, &["run", "data", "--json"]);
+    let second: RunSummary = json(&out);
+    assert!(second
+        .files
+        .iter()
+        .all(|f| f.outcome == schema::items::UploadOutcome::Duplicate));
+    assert_eq!(second.files.iter().map(|f| f.written).sum::<u64>(), 0, "no new events");
+    assert_eq!((second.events_projected, second.aggregates_changed), (0, 0));
+    assert_eq!(second.aggregates, first.aggregates, "no aggregate changed");
+
+    // Read commands.
+    let (code, out) = pipeline(&state, &["status", "--json"]);
+    assert_eq!(code, 3, "failed files need attention");
+    let rows: Vec<serde_json::Value> = json(&out);
+    assert_eq!(rows.len(), expected.len());
+    let (code, out) = pipeline(&state, &["status", "orders/bad-lines.csv", "--json"]);
+    assert_eq!(code, 0);
+    let rows: Vec<serde_json::Value> = json(&out);
+    assert_eq!(rows[0]["file"]["rejected"], 11);
+    let (code, out) = pipeline(&state, &["rejects", "orders/bad-lines.csv", "--json"]);
+    assert_eq!(code, 0);
+    let r: serde_json::Value = json(&out);
+    let rejects = r["rejects"].as_array().unwrap();
+    assert_eq!(rejects.len(), 11);
+    assert!(rejects.iter().all(|x| !x["reason"].as_str().unwrap().is_empty()));
+    let (code, _) = pipeline(&state, &["status", "orders/never-uploaded.csv"]);
+    assert_eq!(code, 1, "an unknown file is an error");
+    let (code, out) = pipeline(&state, &["aggregates", "orders", "--json"]);
+    assert_eq!(code, 0);
+    let orders: Vec<pipeline::ops::AggregateRow> = json(&out);
+    let want: Vec<_> = first
+        .aggregates
+        .iter()
+        .filter(|a| a.dataset == "orders")
+        .cloned()
+        .collect();
+    assert_eq!(orders, want);
+
+    // Rebuild on a healthy store: no difference.
+    let (code, out) = pipeline(&state, &["rebuild", "--json"]);
+    let r: serde_json::Value = json(&out);
+    assert_eq!((code, r["differences"].as_array().unwrap().len()), (0, 0), "{out}");
+    assert_eq!(r["events"].as_u64(), Some(lines));
+
+    // Damage one aggregate on purpose: rebuild reports exactly it.
+    let victim = want
+        .iter()
+        .find(|a| a.aggregate == "units_by_category")
+        .unwrap()
+        .clone();
+    damage(&state, &victim);
+    let (code, out) = pipeline(&state, &["rebuild", "--json"]);
+    let r: serde_json::Value = json(&out);
+    assert_eq!(code, 3, "{out}");
+    let d = r["differences"].as_array().unwrap();
+    assert_eq!(d.len(), 1, "{out}");
+    assert_eq!(d[0]["measure"], "units");
+    assert_eq!(d[0]["group"], serde_json::json!(victim.group));
+    assert_eq!(d[0]["expected"], victim.measures["units"]);
+    assert_eq!(d[0]["live"], "999999");
+}
+
+/// Overwrite one measure of one aggregate group in the live table.
+fn damage(state: &Path, victim: &pipeline::ops::AggregateRow) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let target = pipeline::target::Target::embedded(state, Default::default())
+            .await
+            .unwrap();
+        let pk = format!(
+            "G#{}#{}#{}",
+            victim.dataset,
+            victim.aggregate,
+            serde_json::to_string(&victim.group).unwrap()
+        );
+        target
+            .clients
+            .dynamodb
+            .update_item()
+            .table_name(&target.deployment.names.aggregates_table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+            .update_expression("SET measures.#u = :v")
+            .expression_attribute_names("#u", "units")
+            .expression_attribute_values(":v", aws_sdk_dynamodb::types::AttributeValue::S("999999".into()))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .unwrap();
+        target.close().await;
+    });
+}
