@@ -86,8 +86,10 @@ impl Config {
     }
 }
 
-/// The environment variables [`Config::from_env`] reads, for the deployment check.
+/// The environment variables the ingest Lambda reads (besides those Lambda
+/// itself sets): what [`Config::from_env`] reads, and the log filter.
 pub const ENV_VARS: &[&str] = &[
+    "RUST_LOG",
     "EVENTS_TABLE",
     "INGEST_CONCURRENCY",
     "CHECKPOINT_EVERY",

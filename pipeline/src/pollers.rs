@@ -254,10 +254,25 @@ impl StreamPoller {
                 let other = std::mem::take(&mut self.buffer);
                 self.invoke(&handler, other, &mut poll).await?;
             }
-            if !read.is_empty() {
-                self.buffer_shard = shard;
-                self.buffered_since.get_or_insert_with(std::time::Instant::now);
-                self.buffer.extend(read);
+            if let Some(last) = read.last().and_then(|r| r.change.sequence_number.clone()) {
+                // Records the filters drop never reach the function, and count as done.
+                let kept: Vec<EventRecord> = read
+                    .into_iter()
+                    .filter(|r| {
+                        serde_json::to_value(r)
+                            .map(|v| crate::settings::matches_any(&v, &self.settings.filters))
+                            .unwrap_or(true)
+                    })
+                    .collect();
+                if kept.is_empty() && self.buffer.is_empty() {
+                    if let Some(s) = shard {
+                        self.handled.insert(s, last);
+                    }
+                } else {
+                    self.buffer_shard = shard;
+                    self.buffered_since.get_or_insert_with(std::time::Instant::now);
+                    self.buffer.extend(kept);
+                }
             }
         }
         let window = Duration::from_secs(self.settings.batching_window_seconds as u64);

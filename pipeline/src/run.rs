@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use ingest::{handler, Config, Ingester};
+use ingest::{handler, Ingester};
 use schema::items::{FileStatus, Manifest, UploadOutcome};
 use schema::Registry;
 use serde::Serialize;
@@ -256,9 +256,12 @@ async fn pump(target: &Target, opts: &RunOptions, counter: &RequestCounter) -> R
     let settings = Settings::get();
     let d = &target.deployment;
     let ic = target.handler_clients(opts.ingest_role.as_deref(), counter).await;
-    let mut config = Config::new(&d.names.events_table);
-    config.upload_prefix = d.names.upload_prefix.clone();
-    let ingester = Ingester::new(ic.s3, ic.dynamodb, Registry::builtin(), config);
+    let ingester = Ingester::new(
+        ic.s3,
+        ic.dynamodb,
+        Registry::builtin(),
+        settings.ingest_config(&d.names)?,
+    );
     let mut sqs_poller = SqsPoller::new(
         target.clients.sqs.clone(),
         &d.ingest_queue_url,

@@ -46,6 +46,8 @@ pub struct IngestSettings {
     pub max_receive_count: u32,
     /// The queue's visibility timeout (six times the function's, as AWS advises).
     pub visibility_timeout_seconds: u32,
+    /// The function's tuning variables (Terraform adds the table and prefix).
+    pub environment: std::collections::BTreeMap<String, String>,
 }
 
 /// The projector function and its stream event source mapping.
@@ -67,6 +69,8 @@ pub struct ProjectorSettings {
     pub bisect_batch_on_function_error: bool,
     /// Concurrent batches per shard.
     pub parallelization_factor: u32,
+    /// Event filter patterns: a record reaches the function if any matches.
+    pub filters: Vec<serde_json::Value>,
 }
 
 /// The feed queue.
@@ -83,6 +87,35 @@ impl Settings {
     pub fn get() -> Settings {
         serde_json::from_str(SETTINGS_JSON).expect("terraform/settings.json is checked by a unit test")
     }
+}
+
+impl Settings {
+    /// The ingest configuration the deployment runs with, for `names`.
+    pub fn ingest_config(&self, names: &Names) -> anyhow::Result<ingest::Config> {
+        let env = &self.ingest.environment;
+        ingest::Config::from_lookup(|k| match k {
+            "EVENTS_TABLE" => Some(names.events_table.clone()),
+            "UPLOAD_PREFIX" => Some(names.upload_prefix.clone()),
+            _ => env.get(k).cloned(),
+        })
+        .map_err(|e| anyhow::anyhow!("terraform/settings.json: {e}"))
+    }
+}
+
+/// Whether a stream record (in the JSON Lambda delivers) matches one of the
+/// filter patterns. Patterns as the mapping uses them: objects nest, and a
+/// leaf lists the values it accepts.
+pub fn matches_any(record: &serde_json::Value, patterns: &[serde_json::Value]) -> bool {
+    fn matches(v: &serde_json::Value, p: &serde_json::Value) -> bool {
+        match p {
+            serde_json::Value::Object(fields) => {
+                fields.iter().all(|(k, sub)| v.get(k).is_some_and(|x| matches(x, sub)))
+            }
+            serde_json::Value::Array(allowed) => allowed.contains(v),
+            other => other == v,
+        }
+    }
+    patterns.is_empty() || patterns.iter().any(|p| matches(record, p))
 }
 
 /// Names of the deployed resources.
@@ -172,6 +205,34 @@ mod tests {
         assert!(s.upload_prefix.ends_with('/') && s.upload_suffix.starts_with('.'));
         let n = Names::local();
         assert_eq!(n.bucket, "csv-pipeline-uploads-000000000000");
+        let c = s.ingest_config(&n).unwrap();
+        assert_eq!(
+            (c.events_table.as_str(), c.upload_prefix.as_str()),
+            ("csv-pipeline-events", "uploads/")
+        );
+        assert_eq!(
+            c.lease.as_secs(),
+            u64::from(s.ingest.timeout_seconds),
+            "a lease outlives one invocation"
+        );
+    }
+
+    #[test]
+    fn filters_admit_line_events_and_final_manifests_only() {
+        let f = Settings::get().projector.filters;
+        let rec = |name: &str, kind: &str, status: Option<&str>| {
+            let mut image = serde_json::json!({ "kind": { "S": kind } });
+            if let Some(s) = status {
+                image["status"] = serde_json::json!({ "S": s });
+            }
+            serde_json::json!({ "eventName": name, "dynamodb": { "NewImage": image } })
+        };
+        assert!(matches_any(&rec("INSERT", "event", None), &f));
+        assert!(matches_any(&rec("MODIFY", "manifest", Some("complete")), &f));
+        assert!(matches_any(&rec("INSERT", "manifest", Some("failed")), &f));
+        assert!(!matches_any(&rec("MODIFY", "manifest", Some("ingesting")), &f));
+        assert!(!matches_any(&rec("INSERT", "upload", None), &f));
+        assert!(!matches_any(&rec("REMOVE", "event", None), &f));
     }
 
     #[test]

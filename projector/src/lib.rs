@@ -17,3 +17,8 @@ pub mod fold;
 pub mod handler;
 pub mod project;
 pub mod record;
+
+/// The environment variables the projector Lambda reads (besides those
+/// Lambda itself sets), for the deployment check: the aggregates table, the
+/// feed queue, and the log filter.
+pub const ENV_VARS: &[&str] = &["AGGREGATES_TABLE", "FEED_QUEUE_URL", "RUST_LOG"];

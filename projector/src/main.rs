@@ -5,9 +5,7 @@ use aws_lambda_events::streams::DynamoDbEventResponse;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use projector::feed::Feed;
 use projector::project::Projector;
-
-/// The environment variables this function reads, for the deployment check.
-const ENV_VARS: &[&str] = &["AGGREGATES_TABLE", "FEED_QUEUE_URL"];
+use projector::ENV_VARS;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

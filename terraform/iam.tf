@@ -1,0 +1,100 @@
+# One role per function, granted only the calls its code makes (and the calls
+# its event source mapping makes with the function's role) on its own
+# resources. CI compares these grants with the SDK calls in the crates.
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "ingest" {
+  name               = "${local.prefix}-ingest"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  tags               = local.tags
+}
+
+resource "aws_iam_role" "projector" {
+  name               = "${local.prefix}-projector"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  tags               = local.tags
+}
+
+data "aws_iam_policy_document" "ingest" {
+  statement {
+    sid = "ReadUploads"
+    # HeadObject and (ranged) GetObject.
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.uploads.arn}/${local.settings.upload_prefix}*"]
+  }
+  statement {
+    sid       = "WriteEvents"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.events.arn]
+  }
+  statement {
+    sid       = "ConsumeIngestQueue"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.ingest.arn]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.ingest.arn}:*"]
+  }
+  statement {
+    sid       = "Traces"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray has no resource-level permissions.
+  }
+}
+
+data "aws_iam_policy_document" "projector" {
+  statement {
+    sid = "WriteAggregates"
+    # TransactWriteItems of conditional Puts, and BatchGetItem.
+    actions   = ["dynamodb:PutItem", "dynamodb:BatchGetItem"]
+    resources = [aws_dynamodb_table.aggregates.arn]
+  }
+  statement {
+    sid       = "ReadEventsStream"
+    actions   = ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"]
+    resources = [aws_dynamodb_table.events.stream_arn]
+  }
+  statement {
+    sid       = "ListStreams"
+    actions   = ["dynamodb:ListStreams"]
+    resources = ["${aws_dynamodb_table.events.arn}/stream/*"]
+  }
+  statement {
+    sid       = "Feed"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.feed.arn, aws_sqs_queue.projector_failures.arn]
+  }
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.projector.arn}:*"]
+  }
+  statement {
+    sid       = "Traces"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray has no resource-level permissions.
+  }
+}
+
+resource "aws_iam_role_policy" "ingest" {
+  name   = "ingest"
+  role   = aws_iam_role.ingest.id
+  policy = data.aws_iam_policy_document.ingest.json
+}
+
+resource "aws_iam_role_policy" "projector" {
+  name   = "projector"
+  role   = aws_iam_role.projector.id
+  policy = data.aws_iam_policy_document.projector.json
+}

@@ -1,0 +1,41 @@
+variable "name_prefix" {
+  description = "Prefix of every resource name. Defaults to the one in settings.json, which the local stack uses too."
+  type        = string
+  default     = null
+}
+
+variable "bucket_name" {
+  description = "Upload bucket name. Defaults to <prefix>-uploads-<account id> (bucket names are global)."
+  type        = string
+  default     = null
+}
+
+variable "ingest_zip" {
+  description = "The ingest Lambda's zip (scripts/build-lambdas.sh builds it)."
+  type        = string
+  default     = "../target/lambda/ingest/bootstrap.zip"
+}
+
+variable "projector_zip" {
+  description = "The projector Lambda's zip (scripts/build-lambdas.sh builds it)."
+  type        = string
+  default     = "../target/lambda/projector/bootstrap.zip"
+}
+
+variable "log_retention_days" {
+  description = "How long the functions' logs are kept."
+  type        = number
+  default     = 30
+}
+
+variable "alarm_actions" {
+  description = "Where alarms notify (SNS topic ARNs); empty: alarms only change state."
+  type        = list(string)
+  default     = []
+}
+
+variable "tags" {
+  description = "Tags on every resource."
+  type        = map(string)
+  default     = {}
+}
