@@ -25,7 +25,7 @@ variable "projector_zip" {
 variable "log_retention_days" {
   description = "How long the functions' logs are kept."
   type        = number
-  default     = 30
+  default     = 365
 }
 
 variable "alarm_actions" {
