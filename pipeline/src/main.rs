@@ -495,24 +495,34 @@ fn with_target<T>(
     })
 }
 
+/// One file as a table row; with the work columns (`written`, `present`) for `run`.
+fn file_row(f: &pipeline::run::FileSummary, work: bool) -> String {
+    let work = if work {
+        format!(" {:>7} {:>7}", f.written, f.already_present)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8}{work}  {}",
+        f.key,
+        format!("{:?}", f.outcome).to_lowercase(),
+        f.status.as_str(),
+        f.rows,
+        f.accepted,
+        f.rejected,
+        f.reason.as_deref().unwrap_or("")
+    )
+}
+
 fn print_status(rows: &[pipeline::ops::StatusRow]) {
     println!(
-        "{:<46} {:<9} {:<10} {:>8} {:>8} {:>8}  reason",
+        "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8}  reason",
         "key", "upload", "status", "lines", "accepted", "rejected"
     );
     for r in rows {
         match &r.file {
-            Some(f) => println!(
-                "{:<46} {:<9} {:<10} {:>8} {:>8} {:>8}  {}",
-                f.key,
-                format!("{:?}", f.outcome).to_lowercase(),
-                f.status.as_str(),
-                f.rows,
-                f.accepted,
-                f.rejected,
-                f.reason.as_deref().unwrap_or("")
-            ),
-            None => println!("{:<46} {:<9} {:<10}", r.key, "-", "waiting"),
+            Some(f) => println!("{}", file_row(f, false)),
+            None => println!("{:<46} {:<9} {:<9}", r.key, "-", "waiting"),
         }
     }
 }
@@ -569,18 +579,7 @@ fn print_run(s: &pipeline::run::RunSummary) {
         "key", "upload", "status", "lines", "accepted", "rejected", "written", "present"
     );
     for f in &s.files {
-        println!(
-            "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8} {:>7} {:>7}  {}",
-            f.key,
-            format!("{:?}", f.outcome).to_lowercase(),
-            f.status.as_str(),
-            f.rows,
-            f.accepted,
-            f.rejected,
-            f.written,
-            f.already_present,
-            f.reason.as_deref().unwrap_or("")
-        );
+        println!("{}", file_row(f, true));
     }
     let (rows, acc, rej, wr, ap) = s.files.iter().fold((0, 0, 0, 0, 0), |a, f| {
         (

@@ -100,18 +100,21 @@ pub async fn ensure_queue_with_dlq(
         name,
         Some((dlq, max_receive)),
         s.feed.visibility_timeout_seconds,
+        None,
         &s,
     )
     .await
 }
 
-/// Create a queue (with a dead-letter queue and redrive if given) unless it
-/// exists, with server-side encryption; returns its URL.
+/// Create a queue (with a dead-letter queue, kept `dlq_retention_seconds`,
+/// and redrive if given) unless it exists, with server-side encryption and
+/// the given retention (SQS's default if none); returns its URL.
 pub async fn ensure_queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
     dlq: Option<(&str, u32)>,
     visibility_timeout: u32,
+    retention: Option<u32>,
     settings: &Settings,
 ) -> Result<String> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
@@ -120,14 +123,19 @@ pub async fn ensure_queue(
         .queue_name(name)
         .attributes(A::VisibilityTimeout, visibility_timeout.to_string())
         .attributes(A::SqsManagedSseEnabled, "true");
+    if let Some(r) = retention {
+        req = req.attributes(A::MessageRetentionPeriod, r.to_string());
+    }
     if let Some((dlq, max_receive)) = dlq {
-        let dlq_url = Box::pin(ensure_queue(sqs, dlq, None, 30, settings)).await?;
-        sqs.set_queue_attributes()
-            .queue_url(&dlq_url)
-            .attributes(A::MessageRetentionPeriod, settings.dlq_retention_seconds.to_string())
-            .send()
-            .await
-            .with_context(|| format!("setting the retention of {dlq}"))?;
+        let dlq_url = Box::pin(ensure_queue(
+            sqs,
+            dlq,
+            None,
+            30,
+            Some(settings.dlq_retention_seconds),
+            settings,
+        ))
+        .await?;
         let dlq_arn = queue_arn(sqs, &dlq_url).await?;
         let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{max_receive}}}"#);
         req = req.attributes(A::RedrivePolicy, redrive);
@@ -182,6 +190,7 @@ pub async fn provision(clients: &Clients, names: &Names) -> Result<Deployment> {
         &names.ingest_queue,
         Some((&names.ingest_dlq, s.ingest.max_receive_count)),
         s.ingest.visibility_timeout_seconds,
+        None,
         &s,
     )
     .await?;
@@ -190,20 +199,19 @@ pub async fn provision(clients: &Clients, names: &Names) -> Result<Deployment> {
         &names.feed_queue,
         Some((&names.feed_dlq, s.feed.max_receive_count)),
         s.feed.visibility_timeout_seconds,
+        None,
         &s,
     )
     .await?;
-    let projector_failures_url = ensure_queue(&clients.sqs, &names.projector_failures, None, 30, &s).await?;
-    clients
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&projector_failures_url)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::MessageRetentionPeriod,
-            s.dlq_retention_seconds.to_string(),
-        )
-        .send()
-        .await?;
+    let projector_failures_url = ensure_queue(
+        &clients.sqs,
+        &names.projector_failures,
+        None,
+        30,
+        Some(s.dlq_retention_seconds),
+        &s,
+    )
+    .await?;
     Ok(Deployment {
         names: names.clone(),
         ingest_queue_url,
