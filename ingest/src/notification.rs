@@ -1,6 +1,5 @@
 //! S3 notifications, as delivered in SQS message bodies, to the objects to ingest.
 
-use aws_lambda_events::s3::S3Event;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
@@ -33,6 +32,42 @@ pub enum Notification {
 #[error("not an S3 event notification: {0}")]
 pub struct NotANotification(String);
 
+// The fields the ingest reads, and no more: aws_lambda_events' S3Event also
+// requires ones that emulators omit (moto sends no `userIdentity`), and a
+// notification must not be refused for a field nobody reads.
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "Records", default)]
+    records: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(rename = "eventName", default)]
+    event_name: Option<String>,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: BucketEntity,
+    object: ObjectEntity,
+}
+
+#[derive(Deserialize)]
+struct BucketEntity {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ObjectEntity {
+    key: Option<String>,
+    size: Option<i64>,
+    #[serde(rename = "versionId")]
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct TestEvent {
     #[serde(rename = "Event")]
@@ -48,7 +83,7 @@ pub fn parse(body: &str) -> Result<Notification, NotANotification> {
             return Ok(Notification::Test);
         }
     }
-    let event: S3Event = serde_json::from_str(body).map_err(|e| NotANotification(e.to_string()))?;
+    let event: Event = serde_json::from_str(body).map_err(|e| NotANotification(e.to_string()))?;
     if event.records.is_empty() {
         return Err(NotANotification("no Records".into()));
     }
@@ -111,6 +146,26 @@ mod tests {
         for bad in ["", "not json", "{}", r#"{"Records":[]}"#, r#"{"Records":[{"x":1}]}"#] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn only_the_fields_read_are_required() {
+        // As moto sends it: no userIdentity, requestParameters or eTag.
+        let body = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
+            "eventTime":"2026-11-29T09:03:03.000Z","eventName":"ObjectCreated:Put",
+            "s3":{"s3SchemaVersion":"1.0","configurationId":"ingest","bucket":{"name":"b","arn":"arn:aws:s3:::b"},
+            "object":{"key":"uploads/a%20b.csv","size":3,"versionId":"v1"}}}]}"#;
+        let Notification::Created(objects) = parse(body).unwrap() else {
+            panic!("not a creation")
+        };
+        assert_eq!(
+            (
+                objects[0].key.as_str(),
+                objects[0].size,
+                objects[0].version_id.as_deref()
+            ),
+            ("uploads/a b.csv", Some(3), Some("v1"))
+        );
     }
 }
 
