@@ -619,7 +619,8 @@ fn print_run(s: &pipeline::run::RunSummary) {
 
 async fn up(state: PathBuf, ports: Ports) -> Result<()> {
     use pipeline::stack::{LocalStack, State, ACCESS_KEY, REGION, SECRET_KEY};
-    let stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
+    let mut stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
+    stack.save_sqs_every(std::time::Duration::from_secs(30));
     let target = Target::on_stack(stack, &state).await?;
     let stack = target.stack.as_ref().expect("embedded");
     let up = pipeline::target::UpFile {

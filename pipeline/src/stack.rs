@@ -63,6 +63,7 @@ pub struct LocalStack {
     pub notifier: Arc<Notifier>,
     sqs: Arc<awsim_sqs::SqsService>,
     sqs_snapshot: Option<PathBuf>,
+    stop_rx: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<PathBuf>,
@@ -110,8 +111,8 @@ impl LocalStack {
         let sqs_listener = bind(ports.sqs).await?;
         let sqs_addr = sqs_listener.local_addr()?;
 
-        // SQS keeps its queues in memory; a snapshot in the state directory
-        // carries them (messages included) from one process to the next.
+        // SQS keeps its queues in memory; a snapshot in the state directory,
+        // saved on stop, carries them (messages included) to the next process.
         let sqs_service = Arc::new(awsim_sqs::SqsService::new());
         let sqs_snapshot = match &state {
             State::Dir(dir) => Some(dir.join("sqs.json")),
@@ -126,16 +127,14 @@ impl LocalStack {
 
         let notifier = Arc::new(Notifier::default());
         let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, notifier.clone(), rx.clone()));
-        let mut tasks = vec![ddb, s3, sqs];
-        if let Some(path) = sqs_snapshot.clone() {
-            tasks.push(tokio::spawn(save_sqs_periodically(sqs_service.clone(), path, rx)));
-        }
+        let tasks = vec![ddb, s3, sqs];
 
         let stack = LocalStack {
             dynamodb_endpoint: endpoint(ddb_addr),
             s3_endpoint: endpoint(s3_addr),
             sqs_endpoint: endpoint(sqs_addr),
             notifier,
+            stop_rx: rx,
             sqs: sqs_service,
             sqs_snapshot,
             shutdown,
@@ -151,7 +150,17 @@ impl LocalStack {
         self.notifier.add(rule);
     }
 
-    /// Save the SQS state now (it is also saved every second and on stop).
+    /// Also save the SQS state every `period` while the stack runs (a
+    /// long-lived `pipeline up`; otherwise it is saved on stop). The snapshot
+    /// holds every message, so saving often costs in proportion to the queues.
+    pub fn save_sqs_every(&mut self, period: std::time::Duration) {
+        if let Some(path) = self.sqs_snapshot.clone() {
+            let task = save_sqs_periodically(self.sqs.clone(), path, period, self.stop_rx.clone());
+            self.tasks.push(tokio::spawn(task));
+        }
+    }
+
+    /// Save the SQS state now (it is also saved on stop).
     pub fn save_sqs(&self) {
         if let Some(path) = &self.sqs_snapshot {
             save_sqs(&self.sqs, path);
@@ -320,8 +329,13 @@ fn save_sqs(service: &awsim_sqs::SqsService, path: &Path) {
     }
 }
 
-async fn save_sqs_periodically(service: Arc<awsim_sqs::SqsService>, path: PathBuf, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+async fn save_sqs_periodically(
+    service: Arc<awsim_sqs::SqsService>,
+    path: PathBuf,
+    period: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = tick.tick() => save_sqs(&service, &path),
