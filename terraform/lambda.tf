@@ -36,14 +36,13 @@ resource "aws_lambda_function" "ingest" {
       RUST_LOG      = "info"
     })
   }
-  logging_config {
-    log_format = "JSON"
-    log_group  = aws_cloudwatch_log_group.ingest.name
-  }
   tracing_config {
     mode = "Active"
   }
-  tags = local.tags
+  # Lambda logs to /aws/lambda/<name>, the group above (with its retention);
+  # it must exist first. The binaries write JSON lines themselves.
+  depends_on = [aws_cloudwatch_log_group.ingest]
+  tags       = local.tags
 }
 
 resource "aws_lambda_function" "projector" {
@@ -68,14 +67,13 @@ resource "aws_lambda_function" "projector" {
       RUST_LOG         = "info"
     }
   }
-  logging_config {
-    log_format = "JSON"
-    log_group  = aws_cloudwatch_log_group.projector.name
-  }
   tracing_config {
     mode = "Active"
   }
-  tags = local.tags
+  # Lambda logs to /aws/lambda/<name>, the group above (with its retention);
+  # it must exist first. The binaries write JSON lines themselves.
+  depends_on = [aws_cloudwatch_log_group.projector]
+  tags       = local.tags
 }
 
 resource "aws_lambda_event_source_mapping" "ingest" {

@@ -10,7 +10,11 @@ resource "aws_sqs_queue" "ingest_dlq" {
 }
 
 resource "aws_sqs_queue" "ingest" {
-  name                       = "${local.prefix}-ingest"
+  name = "${local.prefix}-ingest"
+  # The redrive policy is aws_sqs_queue_redrive_policy.ingest's to manage.
+  lifecycle {
+    ignore_changes = [redrive_policy]
+  }
   visibility_timeout_seconds = local.ingest.visibility_timeout_seconds
   sqs_managed_sse_enabled    = true
   tags                       = local.tags
@@ -50,6 +54,9 @@ data "aws_iam_policy_document" "ingest_queue" {
 resource "aws_sqs_queue_policy" "ingest" {
   queue_url = aws_sqs_queue.ingest.id
   policy    = data.aws_iam_policy_document.ingest_queue.json
+  # Both write the queue's attributes: one at a time (moto drops the policy
+  # when the redrive policy is written after it).
+  depends_on = [aws_sqs_queue_redrive_policy.ingest]
 }
 
 resource "aws_sqs_queue" "feed_dlq" {
@@ -60,7 +67,11 @@ resource "aws_sqs_queue" "feed_dlq" {
 }
 
 resource "aws_sqs_queue" "feed" {
-  name                       = "${local.prefix}-feed"
+  name = "${local.prefix}-feed"
+  # The redrive policy is aws_sqs_queue_redrive_policy.feed's to manage.
+  lifecycle {
+    ignore_changes = [redrive_policy]
+  }
   visibility_timeout_seconds = local.feed.visibility_timeout_seconds
   sqs_managed_sse_enabled    = true
   tags                       = local.tags

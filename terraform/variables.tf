@@ -39,3 +39,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "trusted_principal_arns" {
+  description = "IAM principals (besides Lambda) allowed to assume the function roles, e.g. to run a handler locally under its role, as CI does. Empty: only Lambda."
+  type        = list(string)
+  default     = []
+}

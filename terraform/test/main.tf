@@ -6,6 +6,11 @@ variable "endpoint" {
   type        = string
 }
 
+variable "operator_arn" {
+  description = "The IAM user CI runs as; it assumes the function roles to run the handlers."
+  type        = string
+}
+
 provider "aws" {
   region                      = "us-east-1"
   skip_credentials_validation = true
@@ -28,6 +33,8 @@ module "pipeline" {
   source        = "../"
   ingest_zip    = "${path.root}/../../target/lambda/ingest/bootstrap.zip"
   projector_zip = "${path.root}/../../target/lambda/projector/bootstrap.zip"
+
+  trusted_principal_arns = [var.operator_arn]
 }
 
 output "bucket_name" { value = module.pipeline.bucket_name }
