@@ -30,9 +30,15 @@ is moto's (5.2.5; 5.1.18 behaves the same). Used by terraform/test/run.sh.
    functions (it would need Docker), yet its mappings still receive from the
    ingest queue (bumping receive counts) and empty the stream on every write.
    The pipeline's own pollers stand in for them (`run --local-handlers`).
+7. Speed, not behaviour: TransactWriteItems deep-copies the table once per
+   item (for its rollback), 100 copies of the aggregates table per call,
+   seconds each; here each table is copied once per call. (Requests are
+   served one transaction at a time by the pipeline, as the shim assumes.)
 """
+import copy as _copy
 import json
 import sys
+import types
 
 from moto.iam import access_control
 from moto.awslambda import models as lambda_models
@@ -82,11 +88,12 @@ def check_action_permitted(self, resource):
             return
     elif self._action == "dynamodb:TransactWriteItems":
         items = json.loads(self._body or b"{}").get("TransactItems", [])
-        for item in items:
-            for kind, op in item.items():
-                self._action = TRANSACT_PARTS[kind]
-                _check(self, f"arn:aws:dynamodb:{self._region}:{self.account_id}:table/{op['TableName']}")
-        if items:
+        # Each distinct (action, table) once: a transaction holds up to 100 items.
+        needed = {(TRANSACT_PARTS[kind], op["TableName"]) for item in items for kind, op in item.items()}
+        for action, table in sorted(needed):
+            self._action = action
+            _check(self, f"arn:aws:dynamodb:{self._region}:{self.account_id}:table/{table}")
+        if needed:
             return
     return _check(self, resource)
 
@@ -166,6 +173,29 @@ def create_event_source_mapping(self, spec):
 
 
 lambda_models.LambdaBackend.create_event_source_mapping = create_event_source_mapping
+
+
+_transact = dynamodb_models.DynamoDBBackend.transact_write_items
+
+
+def transact_write_items(self, transact_items):
+    copies = {}
+
+    def deepcopy(obj, memo=None):
+        if isinstance(obj, dynamodb_models.Table):
+            if id(obj) not in copies:
+                copies[id(obj)] = _copy.deepcopy(obj)
+            return copies[id(obj)]
+        return _copy.deepcopy(obj, memo)
+
+    dynamodb_models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=_copy.copy)
+    try:
+        return _transact(self, transact_items)
+    finally:
+        dynamodb_models.copy = _copy
+
+
+dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
 if __name__ == "__main__":
