@@ -2,8 +2,9 @@ resource "aws_s3_bucket" "uploads" {
   #checkov:skip=CKV_AWS_18:access is already recorded per object: every upload becomes an upload record and a manifest in the events table; server access logs would need a second bucket
   #checkov:skip=CKV_AWS_144:uploads are inputs the events table captures line by line (with point-in-time recovery); replicating them doubles storage for nothing
   #checkov:skip=CKV_AWS_145:SSE-S3 (AES256) encrypts every object; SSE-KMS would add a kms:Decrypt grant to the ingest role and a KMS request per read
-  bucket = local.bucket
-  tags   = local.tags
+  bucket        = local.bucket
+  force_destroy = var.force_destroy
+  tags          = local.tags
 }
 
 resource "aws_s3_bucket_versioning" "uploads" {

@@ -10,6 +10,12 @@ variable "bucket_name" {
   default     = null
 }
 
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete the upload bucket with every object version in it. Off by default: the uploads are the source of the events."
+  type        = bool
+  default     = false
+}
+
 variable "ingest_zip" {
   description = "The ingest Lambda's zip (scripts/build-lambdas.sh builds it)."
   type        = string

@@ -35,6 +35,7 @@ module "pipeline" {
   projector_zip = "${path.root}/../../target/lambda/projector/bootstrap.zip"
 
   trusted_principal_arns = [var.operator_arn]
+  force_destroy          = true # the check destroys what it made, uploads included
 }
 
 output "bucket_name" { value = module.pipeline.bucket_name }

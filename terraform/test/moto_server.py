@@ -34,10 +34,16 @@ is moto's (5.2.5; 5.1.18 behaves the same). Used by terraform/test/run.sh.
    item (for its rollback), 100 copies of the aggregates table per call,
    seconds each; here each table is copied once per call. (Requests are
    served one transaction at a time by the pipeline, as the shim assumes.)
+8. Speed, not behaviour: SendMessage reads the queue's ContentBasedDedup-
+   lication from its full attribute set, which counts the queue's messages
+   three times, so every send cost O(messages in the queue) and a feed of
+   thousands unread messages grew quadratically. A standard queue has no such
+   attribute; during a send it is looked up without the counts.
 """
 import copy as _copy
 import json
 import sys
+import threading
 import types
 
 from moto.iam import access_control
@@ -196,6 +202,29 @@ def transact_write_items(self, transact_items):
 
 
 dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+_queue_attributes = sqs_models.Queue.attributes.fget
+_send_message = sqs_models.SQSBackend.send_message
+_sending = threading.local()
+
+
+def queue_attributes(self):
+    if getattr(_sending, "active", False) and not self.fifo_queue:
+        return {}  # what a standard queue holds of ContentBasedDeduplication
+    return _queue_attributes(self)
+
+
+def send_message(self, *args, **kwargs):
+    _sending.active = True
+    try:
+        return _send_message(self, *args, **kwargs)
+    finally:
+        _sending.active = False
+
+
+sqs_models.Queue.attributes = property(queue_attributes)
+sqs_models.SQSBackend.send_message = send_message
 
 
 if __name__ == "__main__":

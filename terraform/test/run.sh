@@ -28,11 +28,10 @@ if [[ "${1:-}" == "--static" ]]; then
   exit 0
 fi
 
-step "Lambda zips"
-if [[ ! -f target/lambda/ingest/bootstrap.zip || ! -f target/lambda/projector/bootstrap.zip ]]; then
-  scripts/build-lambdas.sh
-fi
-ls -l target/lambda/*/bootstrap.zip
+step "Lambda zips (arm64, provided.al2023)"
+start=$(date +%s)
+scripts/build-lambdas.sh # incremental: seconds when nothing changed
+echo "built in $(( $(date +%s) - start )) s"
 
 step "moto on 127.0.0.1 with IAM enforced"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -45,7 +44,9 @@ cleanup() {
   kill "$moto" 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 100); do curl -sf "$endpoint/moto-api/" >/dev/null 2>&1 && break; sleep 0.2; done
+listening() { "$bin/python" -c "import urllib.request; urllib.request.urlopen('$endpoint/moto-api/')" 2>/dev/null; }
+for _ in $(seq 150); do listening && break; sleep 0.2; done
+listening || { tail -20 "$work/moto.log"; die "moto did not start on $endpoint (log above)"; }
 read -r key secret < <("$bin/python" terraform/test/check.py bootstrap "$endpoint")
 export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ENDPOINT_URL=$endpoint
@@ -69,6 +70,7 @@ out() { "$bin/python" -c "import json,sys; print(json.load(open('$work/outputs.j
 
 step "pipeline run on the applied resources, each handler under its own role"
 cargo build -q -p pipeline
+ran=$(date +%s)
 pipeline=$root/target/debug/pipeline
 set +e
 "$pipeline" --state "$work/aws-state" --outputs "$work/outputs.json" run data --local-handlers \
@@ -76,6 +78,7 @@ set +e
 code=$?
 set -e
 [[ $code == 0 || $code == 3 ]] || die "pipeline run on the deployment failed (exit $code)"
+echo "ran in $(( $(date +%s) - ran )) s"
 
 step "the same files on the embedded local stack"
 (
@@ -100,4 +103,4 @@ step "checks: runs equal, IAM exact, variables exact, denied outside the role, s
 step "terraform destroy leaves nothing"
 terraform -chdir=terraform/test destroy -input=false -auto-approve -var "endpoint=$endpoint" -var "operator_arn=$operator" >"$work/destroy.log" || { tail -30 "$work/destroy.log"; die "destroy failed"; }
 "$bin/python" terraform/test/check.py leftovers "$endpoint"
-echo "deployment checks passed in $(( $(date +%s) - start )) s after the static checks"
+echo "deployment checks passed: apply to destroy in $(( $(date +%s) - start )) s"
