@@ -138,33 +138,58 @@ def check_env(endpoint, out, contract):
             ok(f"{fn}: the {len(want)} variables Terraform sets are exactly those the code reads")
 
 
+def assumed(endpoint, role_arn):
+    c = client("sts", endpoint).assume_role(RoleArn=role_arn, RoleSessionName="negative")["Credentials"]
+    return dict(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                aws_session_token=c["SessionToken"])
+
+
 def check_denied(endpoint, out):
-    sts = client("sts", endpoint)
-    c = sts.assume_role(RoleArn=out["ingest_role_arn"], RoleSessionName="negative")["Credentials"]
-    creds = dict(aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
-                 aws_session_token=c["SessionToken"])
-    ddb = client("dynamodb", endpoint, **creds)
-    for what, action, call in [
-        ("PutItem on the aggregates table", "dynamodb:PutItem", lambda: ddb.put_item(
-            TableName=out["aggregates_table_name"], Item={"pk": {"S": "x"}})),
-        ("DeleteTable on the events table", "dynamodb:DeleteTable",
-         lambda: ddb.delete_table(TableName=out["events_table_name"])),
-    ]:
+    """Calls just outside each role's grants, made with its credentials."""
+    ingest = assumed(endpoint, out["ingest_role_arn"])
+    projector = assumed(endpoint, out["projector_role_arn"])
+    # An object that exists (S3 answers AccessDenied for a missing key too,
+    # to a caller who may not list); not .csv, so it is not ingested.
+    probe = f"{out['upload_prefix']}denied-check.txt"
+    client("s3", endpoint).put_object(Bucket=out["bucket_name"], Key=probe, Body=b"x")
+    # The control: the role that is granted it may read it.
+    try:
+        client("s3", endpoint, **ingest).get_object(Bucket=out["bucket_name"], Key=probe)
+        ok("the ingest role may GetObject under the upload prefix (the control)")
+    except botocore.exceptions.ClientError as e:
+        fail(f"the ingest role could not GetObject {probe}: {e.response['Error']}")
+    cases = [
+        ("ingest", "PutItem on the aggregates table", "dynamodb:PutItem",
+         lambda: client("dynamodb", endpoint, **ingest).put_item(
+             TableName=out["aggregates_table_name"], Item={"pk": {"S": "x"}})),
+        ("ingest", "DeleteTable on the events table", "dynamodb:DeleteTable",
+         lambda: client("dynamodb", endpoint, **ingest).delete_table(TableName=out["events_table_name"])),
+        ("projector", "PutItem on the events table", "dynamodb:PutItem",
+         lambda: client("dynamodb", endpoint, **projector).put_item(
+             TableName=out["events_table_name"], Item={"pk": {"S": "x"}, "sk": {"N": "0"}})),
+        ("projector", "GetObject on the upload bucket", "s3:GetObject",
+         lambda: client("s3", endpoint, **projector).get_object(Bucket=out["bucket_name"], Key=probe)),
+    ]
+    for role, what, action, call in cases:
         try:
             call()
-            fail(f"the ingest role could do {what}")
+            fail(f"the {role} role could do {what}")
         except botocore.exceptions.ClientError as e:
             error = e.response["Error"]
+            message = error.get("Message", "")
             # AWS answers a JSON-protocol denial as AccessDeniedException; moto
             # sends its XML AccessDenied body, which botocore reports as code
             # "403" with the XML as the message. Either way: denied, by IAM,
             # for this action.
             denied = error["Code"] in ("AccessDenied", "AccessDeniedException") or (
-                error["Code"] == "403" and "<Code>AccessDenied</Code>" in error.get("Message", ""))
-            if denied and f"not authorized to perform: {action}" in error.get("Message", ""):
-                ok(f"the ingest role is denied {what} (403 AccessDenied for {action})")
+                error["Code"] == "403" and "<Code>AccessDenied</Code>" in message)
+            # S3's XML denial is "Access Denied", without the action.
+            names_action = f"not authorized to perform: {action}" in message or (
+                action.startswith("s3:") and message == "Access Denied")
+            if denied and names_action:
+                ok(f"the {role} role is denied {what} (AccessDenied for {action})")
             else:
-                fail(f"{what}: expected AccessDenied for {action}, got {error}")
+                fail(f"{role}: {what}: expected AccessDenied for {action}, got {error}")
 
 
 def canonical(value):
