@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-step() { printf '\n==> %s\n' "$*"; }
+last=
+took() { [[ -z "$last" ]] || echo "($(( $(date +%s) - last )) s)"; }
+step() {
+  took
+  last=$(date +%s)
+  printf '\n==> %s\n' "$*"
+}
 die() { echo "error: $*" >&2; exit 1; }
 
 command -v terraform >/dev/null || die "terraform is not installed (the machines carry Terraform 1.11 at /usr/local/bin)"
@@ -24,14 +30,21 @@ step "checkov"
 "$bin/checkov" -d terraform --framework terraform --quiet --compact --skip-download --skip-path terraform/test
 
 if [[ "${1:-}" == "--static" ]]; then
+  took
   echo "static checks passed"
   exit 0
 fi
 
 step "Lambda zips (arm64, provided.al2023)"
-start=$(date +%s)
 scripts/build-lambdas.sh # incremental: seconds when nothing changed
-echo "built in $(( $(date +%s) - start )) s"
+
+step "the pipeline CLI"
+# The build `cargo test --workspace` makes (its target/debug/pipeline), so
+# that after the tests this costs nothing: `cargo build -p pipeline` unifies
+# features without the dev-dependencies and rebuilt much of the SDK (4 min).
+cargo test --workspace --no-run -q
+pipeline=$root/target/debug/pipeline
+[[ -x "$pipeline" ]] || die "no $pipeline after the build"
 
 step "moto on 127.0.0.1 with IAM enforced"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -57,7 +70,6 @@ start=$(date +%s)
 rm -f terraform/test/terraform.tfstate terraform/test/terraform.tfstate.backup # a fresh moto has none of it
 terraform -chdir=terraform/test init -input=false >/dev/null
 terraform -chdir=terraform/test apply -input=false -auto-approve -var "endpoint=$endpoint" -var "operator_arn=$operator" >"$work/apply.log" || { tail -50 "$work/apply.log"; die "apply failed"; }
-echo "applied in $(( $(date +%s) - start )) s"
 
 step "a second plan shows no changes"
 set +e
@@ -69,16 +81,12 @@ terraform -chdir=terraform/test output -json >"$work/outputs.json"
 out() { "$bin/python" -c "import json,sys; print(json.load(open('$work/outputs.json'))['$1']['value'])"; }
 
 step "pipeline run on the applied resources, each handler under its own role"
-cargo build -q -p pipeline
-ran=$(date +%s)
-pipeline=$root/target/debug/pipeline
 set +e
 "$pipeline" --state "$work/aws-state" --outputs "$work/outputs.json" run data --local-handlers \
   --ingest-role "$(out ingest_role_arn)" --projector-role "$(out projector_role_arn)" --timeout 900 --json >"$work/aws-run.json"
 code=$?
 set -e
 [[ $code == 0 || $code == 3 ]] || die "pipeline run on the deployment failed (exit $code)"
-echo "ran in $(( $(date +%s) - ran )) s"
 
 step "the same files on the embedded local stack"
 (
@@ -94,7 +102,8 @@ step "the same files on the embedded local stack"
   exec "$pipeline" --state "$work/up-state" up --dynamodb-port 0 --s3-port 0 --sqs-port 0 >"$work/up.log" 2>&1
 ) &
 up_pid=$!
-for _ in $(seq 100); do [[ -f "$work/up-state/up.json" ]] && break; sleep 0.2; done
+for _ in $(seq 150); do [[ -f "$work/up-state/up.json" ]] && break; sleep 0.2; done
+[[ -f "$work/up-state/up.json" ]] || { cat "$work/up.log"; die "pipeline up did not start (log above)"; }
 
 step "checks: runs equal, IAM exact, variables exact, denied outside the role, same resources"
 "$bin/python" terraform/test/check.py all "$endpoint" "$work/outputs.json" "$work/contract.json" \
@@ -103,4 +112,5 @@ step "checks: runs equal, IAM exact, variables exact, denied outside the role, s
 step "terraform destroy leaves nothing"
 terraform -chdir=terraform/test destroy -input=false -auto-approve -var "endpoint=$endpoint" -var "operator_arn=$operator" >"$work/destroy.log" || { tail -30 "$work/destroy.log"; die "destroy failed"; }
 "$bin/python" terraform/test/check.py leftovers "$endpoint"
+took
 echo "deployment checks passed: apply to destroy in $(( $(date +%s) - start )) s"
