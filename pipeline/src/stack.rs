@@ -63,7 +63,6 @@ pub struct LocalStack {
     pub notifier: Arc<Notifier>,
     sqs: Arc<awsim_sqs::SqsService>,
     sqs_snapshot: Option<PathBuf>,
-    stop_rx: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<PathBuf>,
@@ -126,7 +125,7 @@ impl LocalStack {
         let sqs = tokio::spawn(serve_sqs(sqs_listener, sqs_service.clone(), rx.clone()));
 
         let notifier = Arc::new(Notifier::default());
-        let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, notifier.clone(), rx.clone()));
+        let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, notifier.clone(), rx));
         let tasks = vec![ddb, s3, sqs];
 
         let stack = LocalStack {
@@ -134,7 +133,6 @@ impl LocalStack {
             s3_endpoint: endpoint(s3_addr),
             sqs_endpoint: endpoint(sqs_addr),
             notifier,
-            stop_rx: rx,
             sqs: sqs_service,
             sqs_snapshot,
             shutdown,
@@ -155,7 +153,7 @@ impl LocalStack {
     /// holds every message, so saving often costs in proportion to the queues.
     pub fn save_sqs_every(&mut self, period: std::time::Duration) {
         if let Some(path) = self.sqs_snapshot.clone() {
-            let task = save_sqs_periodically(self.sqs.clone(), path, period, self.stop_rx.clone());
+            let task = save_sqs_periodically(self.sqs.clone(), path, period, self.shutdown.subscribe());
             self.tasks.push(tokio::spawn(task));
         }
     }

@@ -148,6 +148,8 @@ def check_denied(endpoint, out):
     """Calls just outside each role's grants, made with its credentials."""
     ingest = assumed(endpoint, out["ingest_role_arn"])
     projector = assumed(endpoint, out["projector_role_arn"])
+    ingest_ddb = client("dynamodb", endpoint, **ingest)
+    projector_ddb = client("dynamodb", endpoint, **projector)
     # An object that exists (S3 answers AccessDenied for a missing key too,
     # to a caller who may not list); not .csv, so it is not ingested.
     probe = f"{out['upload_prefix']}denied-check.txt"
@@ -160,12 +162,12 @@ def check_denied(endpoint, out):
         fail(f"the ingest role could not GetObject {probe}: {e.response['Error']}")
     cases = [
         ("ingest", "PutItem on the aggregates table", "dynamodb:PutItem",
-         lambda: client("dynamodb", endpoint, **ingest).put_item(
+         lambda: ingest_ddb.put_item(
              TableName=out["aggregates_table_name"], Item={"pk": {"S": "x"}})),
         ("ingest", "DeleteTable on the events table", "dynamodb:DeleteTable",
-         lambda: client("dynamodb", endpoint, **ingest).delete_table(TableName=out["events_table_name"])),
+         lambda: ingest_ddb.delete_table(TableName=out["events_table_name"])),
         ("projector", "PutItem on the events table", "dynamodb:PutItem",
-         lambda: client("dynamodb", endpoint, **projector).put_item(
+         lambda: projector_ddb.put_item(
              TableName=out["events_table_name"], Item={"pk": {"S": "x"}, "sk": {"N": "0"}})),
         ("projector", "GetObject on the upload bucket", "s3:GetObject",
          lambda: client("s3", endpoint, **projector).get_object(Bucket=out["bucket_name"], Key=probe)),
