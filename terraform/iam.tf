@@ -37,8 +37,13 @@ resource "aws_iam_role" "projector" {
 data "aws_iam_policy_document" "ingest" {
   statement {
     sid = "ReadUploads"
-    # HeadObject and (ranged) GetObject.
-    actions   = ["s3:GetObject"]
+    # HeadObject and (ranged) GetObject of the version the notification names:
+    # the bucket is versioned, every notification carries `versionId`, and S3
+    # authorizes a read that names a version as s3:GetObjectVersion, not
+    # s3:GetObject. Reading the named version (not the key's latest) is what
+    # makes the ingested content exactly the notified upload, even when the key
+    # is overwritten before the ingest reads it.
+    actions   = ["s3:GetObjectVersion"]
     resources = ["${aws_s3_bucket.uploads.arn}/${local.settings.upload_prefix}*"]
   }
   statement {
@@ -76,9 +81,12 @@ data "aws_iam_policy_document" "projector" {
     resources = [aws_dynamodb_table.events.stream_arn]
   }
   statement {
-    sid       = "ListStreams"
-    actions   = ["dynamodb:ListStreams"]
-    resources = ["${aws_dynamodb_table.events.arn}/stream/*"]
+    sid     = "ListStreams"
+    actions = ["dynamodb:ListStreams"]
+    # ListStreams takes no resource (IAM's service authorization reference
+    # lists none; AWSLambdaDynamoDBExecutionRole grants it on "*"): scoped to
+    # a stream ARN it would match nothing.
+    resources = ["*"]
   }
   statement {
     sid       = "Feed"

@@ -106,7 +106,10 @@ pub fn parse(body: &str) -> Result<Notification, NotANotification> {
             bucket,
             key: decode_key(&raw_key).map_err(|e| NotANotification(format!("object key {raw_key:?}: {e}")))?,
             size: r.s3.object.size.and_then(|s| u64::try_from(s).ok()),
-            version_id: r.s3.object.version_id.filter(|v| !v.is_empty() && v != "null"),
+            // Kept even when "null" (a bucket whose versioning is suspended):
+            // reading the named version is reading exactly the notified
+            // content, and it is what the role is granted (s3:GetObjectVersion).
+            version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
             sequencer: r.s3.object.sequencer,
         });
     }
@@ -185,6 +188,27 @@ mod fixture_tests {
         assert_eq!(objs[0].key, "Happy Face.jpg");
         assert_eq!(objs[0].size, Some(1024));
         assert_eq!(objs[0].version_id.as_deref(), Some("version"));
+    }
+
+    #[test]
+    fn a_put_in_a_versioned_bucket_as_aws_documents_it() {
+        let body = include_str!("../tests/data/s3-put-versioned.json");
+        let Notification::Created(objs) = parse(body).unwrap() else {
+            panic!("an ObjectCreated event")
+        };
+        let o = &objs[0];
+        assert_eq!(
+            (o.bucket.as_str(), o.key.as_str(), o.size),
+            ("mybucket", "HappyFace.jpg", Some(1024))
+        );
+        assert_eq!(o.version_id.as_deref(), Some("096fKKXTRTtl3on89fVO.nfljtsv6qko"));
+        assert_eq!(o.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
+        // Versioning suspended: S3 names the null version, which is read as named.
+        let suspended = body.replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", "null");
+        let Notification::Created(objs) = parse(&suspended).unwrap() else {
+            panic!("an ObjectCreated event")
+        };
+        assert_eq!(objs[0].version_id.as_deref(), Some("null"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use aws_config::SdkConfig;
 
-use crate::metrics::RequestCounter;
+use crate::metrics::{CallRecorder, RequestCounter};
 use crate::stack::LocalStack;
 
 /// The clients. Cheap to clone.
@@ -17,24 +17,45 @@ pub struct Clients {
     pub streams: aws_sdk_dynamodbstreams::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// STS (who these clients act as; never given an endpoint override).
+    pub sts: aws_sdk_sts::Client,
+}
+
+/// Interceptors every client of a set gets.
+#[derive(Debug, Clone, Default)]
+pub struct Observers {
+    /// Counts requests.
+    pub counter: Option<RequestCounter>,
+    /// Records the distinct calls, with their resources.
+    pub recorder: Option<CallRecorder>,
+}
+
+impl From<Option<&RequestCounter>> for Observers {
+    fn from(counter: Option<&RequestCounter>) -> Self {
+        Observers {
+            counter: counter.cloned(),
+            recorder: None,
+        }
+    }
 }
 
 impl Clients {
     /// Clients on the local stack, counting requests into `counter` if given.
     pub fn local(stack: &LocalStack, counter: Option<&RequestCounter>) -> Clients {
-        Self::build(&stack.sdk_config(), &Endpoints::of(stack), counter)
+        Self::build(&stack.sdk_config(), &Endpoints::of(stack), Observers::from(counter))
     }
 
     /// Clients from an SDK configuration (the standard chain: `AWS_ENDPOINT_URL*`,
     /// profiles, region, role credentials). S3 uses path-style addressing when an
     /// endpoint is overridden, as emulators need.
     pub fn from_conf(conf: &SdkConfig, counter: Option<&RequestCounter>) -> Clients {
-        Self::build(conf, &Endpoints::default(), counter)
+        Self::build(conf, &Endpoints::default(), Observers::from(counter))
     }
 
     /// Clients from `conf` on `ep`'s endpoints (where set). S3 uses path-style
     /// addressing whenever an endpoint is overridden, as emulators need.
-    pub fn build(conf: &SdkConfig, ep: &Endpoints, counter: Option<&RequestCounter>) -> Clients {
+    pub fn build(conf: &SdkConfig, ep: &Endpoints, observers: impl Into<Observers>) -> Clients {
+        let observers = observers.into();
         let path_style = ep.s3.is_some()
             || conf.endpoint_url().is_some()
             || std::env::var_os("AWS_ENDPOINT_URL").is_some()
@@ -45,8 +66,11 @@ impl Clients {
                 if let Some(e) = $endpoint {
                     b = b.endpoint_url(e);
                 }
-                if let Some(c) = counter {
+                if let Some(c) = &observers.counter {
                     b = b.interceptor(c.clone());
+                }
+                if let Some(r) = &observers.recorder {
+                    b = b.interceptor(r.clone());
                 }
                 #[allow(clippy::redundant_closure_call)]
                 let b = ($extra)(b);
@@ -59,6 +83,7 @@ impl Clients {
             dynamodb: client!(aws_sdk_dynamodb, ep.dynamodb.clone(), |b| b),
             streams: client!(aws_sdk_dynamodbstreams, ep.dynamodb.clone(), |b| b),
             sqs: client!(aws_sdk_sqs, ep.sqs.clone(), |b| b),
+            sts: client!(aws_sdk_sts, None::<String>, |b| b),
         }
     }
 }

@@ -46,6 +46,10 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long)]
         timeout: Option<u64>,
+        /// Write each handler's identity and distinct AWS calls (service,
+        /// operation, resources) to this JSON file, for the IAM audit.
+        #[arg(long)]
+        record_calls: Option<PathBuf>,
     },
     /// Upload CSVs (the pipeline ingests them on its own).
     Upload {
@@ -224,6 +228,7 @@ fn run() -> Result<i32> {
             ingest_role,
             projector_role,
             timeout,
+            record_calls,
         } => {
             let opts = pipeline::run::RunOptions {
                 paths,
@@ -233,6 +238,7 @@ fn run() -> Result<i32> {
                 progress: progress(),
                 timeout: timeout.map(std::time::Duration::from_secs),
                 forever: false,
+                record_calls,
             };
             let summary = rt.block_on(async {
                 let target = Target::open(&args).await?;

@@ -19,7 +19,8 @@ use schema::items::{FileStatus, Manifest, UploadOutcome};
 use schema::Registry;
 use serde::Serialize;
 
-use crate::metrics::RequestCounter;
+use crate::clients::{Clients, Observers};
+use crate::metrics::{CallRecorder, RequestCounter};
 use crate::ops::{self, AggregateRow};
 use crate::pollers::{queue_depth, SqsPoller, StreamPoller};
 use crate::settings::Settings;
@@ -102,6 +103,69 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Never stop polling (`pipeline up`).
     pub forever: bool,
+    /// Write the distinct calls each handler's clients made, with the identity
+    /// they acted as, to this file (for the deployment check's IAM audit).
+    pub record_calls: Option<PathBuf>,
+}
+
+/// The clients each handler (and the poller standing in for its event source
+/// mapping) acts with.
+struct HandlerClients {
+    ingest: Clients,
+    projector: Clients,
+    recorders: Option<(CallRecorder, CallRecorder)>,
+}
+
+impl HandlerClients {
+    async fn new(target: &Target, opts: &RunOptions, counter: &RequestCounter) -> Self {
+        let recorders = opts
+            .record_calls
+            .as_ref()
+            .map(|_| (CallRecorder::default(), CallRecorder::default()));
+        let observe = |counter: Option<&RequestCounter>, r: Option<&CallRecorder>| Observers {
+            counter: counter.cloned(),
+            recorder: r.cloned(),
+        };
+        let ingest = target
+            .handler_clients(
+                opts.ingest_role.as_deref(),
+                observe(Some(counter), recorders.as_ref().map(|r| &r.0)),
+            )
+            .await;
+        let projector = target
+            .handler_clients(
+                opts.projector_role.as_deref(),
+                observe(None, recorders.as_ref().map(|r| &r.1)),
+            )
+            .await;
+        HandlerClients {
+            ingest,
+            projector,
+            recorders,
+        }
+    }
+
+    /// Who each handler's clients act as (`GetCallerIdentity` on those very
+    /// credentials) and the calls they made, written to `path`.
+    async fn save_calls(&self, path: &Path) -> Result<()> {
+        let Some((ir, pr)) = &self.recorders else {
+            return Ok(());
+        };
+        let mut out = serde_json::Map::new();
+        for (name, clients, recorder) in [("ingest", &self.ingest, ir), ("projector", &self.projector, pr)] {
+            let who = clients
+                .sts
+                .get_caller_identity()
+                .send()
+                .await
+                .with_context(|| format!("GetCallerIdentity with the {name} handler's credentials"))?;
+            out.insert(
+                name.to_owned(),
+                serde_json::json!({ "identity": who.arn(), "calls": recorder.calls() }),
+            );
+        }
+        std::fs::write(path, serde_json::to_vec_pretty(&out)?).with_context(|| format!("writing {}", path.display()))
+    }
 }
 
 /// Run the event source mappings until the future is dropped (`pipeline up`).
@@ -110,7 +174,9 @@ pub async fn serve(target: &Target) -> Result<()> {
         forever: true,
         ..RunOptions::default()
     };
-    pump(target, &opts, &RequestCounter::default()).await.map(|_| ())
+    let counter = RequestCounter::default();
+    let handlers = HandlerClients::new(target, &opts, &counter).await;
+    pump(target, &opts, &handlers).await.map(|_| ())
 }
 
 /// The CSV files under `paths`, each with its object key: the path relative to
@@ -201,7 +267,12 @@ pub async fn run(target: &Target, opts: &RunOptions) -> Result<RunSummary> {
     let keys = upload(target, &opts.paths, opts.progress).await?;
     let counter = RequestCounter::default();
     let totals = if target.local || opts.local_handlers {
-        pump(target, opts, &counter).await?
+        let handlers = HandlerClients::new(target, opts, &counter).await;
+        let totals = pump(target, opts, &handlers).await?;
+        if let Some(path) = &opts.record_calls {
+            handlers.save_calls(path).await?;
+        }
+        totals
     } else {
         wait_final(target, &keys, opts).await?;
         Totals::default()
@@ -252,39 +323,41 @@ fn positions_file(target: &Target) -> PathBuf {
 
 /// Poll the ingest queue and the events stream, as the event source mappings
 /// would, until the queue is empty and the stream drained.
-async fn pump(target: &Target, opts: &RunOptions, counter: &RequestCounter) -> Result<Totals> {
+async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> Result<Totals> {
     let settings = Settings::get();
     let d = &target.deployment;
-    let ic = target.handler_clients(opts.ingest_role.as_deref(), counter).await;
+    let ic = &handlers.ingest;
     let ingester = Ingester::new(
-        ic.s3,
-        ic.dynamodb,
+        ic.s3.clone(),
+        ic.dynamodb.clone(),
         Registry::builtin(),
         settings.ingest_config(&d.names)?,
     );
-    let mut sqs_poller = SqsPoller::new(
-        target.clients.sqs.clone(),
-        &d.ingest_queue_url,
-        settings.ingest.batch_size,
-    )
-    .await?;
-    // Locally a failed message comes back after a second, not the queue's
-    // visibility timeout (set for a 15-minute function).
-    sqs_poller.retry_after = Some(Duration::from_secs(1));
+    // The pollers act with the function's role, as the event source mappings do.
+    let mut sqs_poller = SqsPoller::new(ic.sqs.clone(), &d.ingest_queue_url, settings.ingest.batch_size).await?;
+    if opts.ingest_role.is_none() {
+        // Locally a failed message comes back after a second, not the queue's
+        // visibility timeout (set for a 15-minute function). Under a role the
+        // poller calls only what the mapping does (no ChangeMessageVisibility).
+        sqs_poller.retry_after = Some(Duration::from_secs(1));
+    }
 
-    let pc = target
-        .handler_clients(opts.projector_role.as_deref(), &RequestCounter::default())
-        .await;
-    let projector = Projector::new(pc.dynamodb, d.names.aggregates_table.clone(), &Registry::builtin());
-    let feed = Feed::new(pc.sqs, d.feed_queue_url.clone());
+    let pc = &handlers.projector;
+    let projector = Projector::new(
+        pc.dynamodb.clone(),
+        d.names.aggregates_table.clone(),
+        &Registry::builtin(),
+    );
+    let feed = Feed::new(pc.sqs.clone(), d.feed_queue_url.clone());
     let positions_file = positions_file(target);
     let positions = std::fs::read(&positions_file)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    // The operator finds the stream (DescribeTable); the mapping reads it.
     let reader = StreamReader::open_after(
         &target.clients.dynamodb,
-        target.clients.streams.clone(),
+        pc.streams.clone(),
         &d.names.events_table,
         positions,
     )
@@ -292,7 +365,7 @@ async fn pump(target: &Target, opts: &RunOptions, counter: &RequestCounter) -> R
     let mut stream = StreamPoller::new(
         reader,
         settings.projector.clone(),
-        target.clients.sqs.clone(),
+        pc.sqs.clone(),
         &d.projector_failures_url,
     );
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 
-use crate::clients::{Clients, Endpoints};
-use crate::metrics::RequestCounter;
+use crate::clients::{Clients, Endpoints, Observers};
 use crate::notify::Rule;
 use crate::resources::{self, Deployment};
 use crate::settings::{Names, Settings};
@@ -96,7 +95,7 @@ impl Target {
                 dynamodb: Some(up.dynamodb),
                 sqs: Some(up.sqs),
             };
-            let clients = Clients::build(&conf, &endpoints, None);
+            let clients = Clients::build(&conf, &endpoints, Observers::default());
             let deployment = resources::resolve(&clients, &Names::local()).await?;
             return Ok(Target {
                 clients,
@@ -140,8 +139,10 @@ impl Target {
         })
     }
 
-    /// Clients for a handler: counting requests, and with `role`'s credentials if given.
-    pub async fn handler_clients(&self, role: Option<&str>, counter: &RequestCounter) -> Clients {
+    /// Clients for a handler (and the pollers that stand in for its event
+    /// source mapping, which on AWS act with the function's role): observed by
+    /// `observers`, and with `role`'s credentials if given.
+    pub async fn handler_clients(&self, role: Option<&str>, observers: Observers) -> Clients {
         let conf = match role {
             None => self.conf.clone(),
             Some(arn) => {
@@ -156,7 +157,7 @@ impl Target {
                     .build()
             }
         };
-        Clients::build(&conf, &self.endpoints, Some(counter))
+        Clients::build(&conf, &self.endpoints, observers)
     }
 
     /// Stop the embedded stack, if this process serves one.

@@ -29,6 +29,12 @@ terraform -chdir=terraform validate
 step "checkov"
 "$bin/checkov" -d terraform --framework terraform --quiet --compact --skip-download --skip-path terraform/test
 
+step "the deployment check's own tests (IAM evaluator, call mapping, source scan; offline)"
+"$bin/python" terraform/test/check.py selftest
+
+step "moto_server.py's fixes against moto itself (versioned notifications and reads, fail-closed conditions)"
+"$bin/python" terraform/test/moto_selftest.py
+
 if [[ "${1:-}" == "--static" ]]; then
   took
   echo "static checks passed"
@@ -81,12 +87,18 @@ terraform -chdir=terraform/test output -json >"$work/outputs.json"
 out() { "$bin/python" -c "import json,sys; print(json.load(open('$work/outputs.json'))['$1']['value'])"; }
 
 step "pipeline run on the applied resources, each handler under its own role"
+# --record-calls: each role's identity (GetCallerIdentity with its
+# credentials) and every distinct request made with them, by the handlers and
+# by the pollers standing in for the event source mappings; check.py compares
+# them, action and resource, with the role's grants.
 set +e
 "$pipeline" --state "$work/aws-state" --outputs "$work/outputs.json" run data --local-handlers \
-  --ingest-role "$(out ingest_role_arn)" --projector-role "$(out projector_role_arn)" --timeout 900 --json >"$work/aws-run.json"
+  --ingest-role "$(out ingest_role_arn)" --projector-role "$(out projector_role_arn)" --timeout 900 --json \
+  --record-calls "$work/calls.json" >"$work/aws-run.json"
 code=$?
 set -e
 [[ $code == 0 || $code == 3 ]] || die "pipeline run on the deployment failed (exit $code)"
+[[ -s "$work/calls.json" ]] || die "pipeline run wrote no $work/calls.json"
 
 step "the same files on the embedded local stack"
 (
@@ -105,9 +117,9 @@ up_pid=$!
 for _ in $(seq 150); do [[ -f "$work/up-state/up.json" ]] && break; sleep 0.2; done
 [[ -f "$work/up-state/up.json" ]] || { cat "$work/up.log"; die "pipeline up did not start (log above)"; }
 
-step "checks: runs equal, IAM exact, variables exact, denied outside the role, same resources"
+step "checks: runs equal, identities, IAM grants = calls (actions and resources), variables exact, denied outside the role, same resources"
 "$bin/python" terraform/test/check.py all "$endpoint" "$work/outputs.json" "$work/contract.json" \
-  "$work/aws-run.json" "$work/local-run.json" "$work/up-state/up.json"
+  "$work/aws-run.json" "$work/local-run.json" "$work/up-state/up.json" "$work/calls.json"
 
 step "terraform destroy leaves nothing"
 terraform -chdir=terraform/test destroy -input=false -auto-approve -var "endpoint=$endpoint" -var "operator_arn=$operator" >"$work/destroy.log" || { tail -30 "$work/destroy.log"; die "destroy failed"; }
