@@ -21,8 +21,16 @@ async fn main() -> Result<(), Error> {
         .init();
     let config = Config::from_env()?;
     let aws = aws_config::load_from_env().await;
+    // An endpoint override means an S3-compatible endpoint (an emulator),
+    // which takes path-style requests; AWS's own endpoints take virtual-hosted ones.
+    let path_style = aws.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws)
+            .force_path_style(path_style)
+            .build(),
+    );
     let ingester = Ingester::new(
-        aws_sdk_s3::Client::new(&aws),
+        s3,
         aws_sdk_dynamodb::Client::new(&aws),
         schema::Registry::builtin(),
         config,

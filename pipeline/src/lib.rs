@@ -14,7 +14,8 @@
 //! * [`pollers`]: the event source mappings, with Lambda's semantics.
 //! * [`run`]: `pipeline run`, upload to summary; `pipeline up`'s pollers.
 //! * [`ops`]: `status`, `rejects`, `aggregates`, `feed`, `rebuild`.
-//! * [`metrics`]: request counting (an SDK interceptor) and peak memory.
+//! * [`metrics`]: request counting and call recording (SDK interceptors), peak memory.
+//! * [`runtime_api`]: a Lambda Runtime API, to run the real Lambda binaries in tests.
 //! * [`bench`]: end-to-end measurements on the local stack.
 #![deny(missing_docs)]
 
@@ -27,6 +28,7 @@ pub mod ops;
 pub mod pollers;
 pub mod resources;
 pub mod run;
+pub mod runtime_api;
 pub mod settings;
 pub mod stack;
 pub mod streams;

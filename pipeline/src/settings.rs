@@ -3,6 +3,7 @@
 //! the local stack and the deployment cannot drift apart.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// The file, as compiled in.
 pub const SETTINGS_JSON: &str = include_str!("../../terraform/settings.json");
@@ -99,6 +100,24 @@ impl Settings {
             _ => env.get(k).cloned(),
         })
         .map_err(|e| anyhow::anyhow!("terraform/settings.json: {e}"))
+    }
+
+    /// The environment `terraform/lambda.tf` gives the ingest function.
+    pub fn ingest_environment(&self, names: &Names) -> BTreeMap<String, String> {
+        let mut env = self.ingest.environment.clone();
+        env.insert("EVENTS_TABLE".into(), names.events_table.clone());
+        env.insert("UPLOAD_PREFIX".into(), names.upload_prefix.clone());
+        env.insert("RUST_LOG".into(), "info".into());
+        env
+    }
+
+    /// The environment `terraform/lambda.tf` gives the projector function.
+    pub fn projector_environment(&self, names: &Names, feed_queue_url: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("AGGREGATES_TABLE".into(), names.aggregates_table.clone()),
+            ("FEED_QUEUE_URL".into(), feed_queue_url.to_owned()),
+            ("RUST_LOG".into(), "info".into()),
+        ])
     }
 }
 

@@ -426,3 +426,32 @@ async fn objects_without_a_checksum_are_hashed() {
     let events: Vec<EventItem> = env.events(&report.file_id, 20).await;
     assert_eq!(events.len(), 20);
 }
+
+/// On a versioned bucket the ingest reads the version the notification names
+/// (`HeadObject` and every `GetObject`, ranged resumes included), never the
+/// key's latest: that is the notified content even if the key is overwritten
+/// before the read, and what the role is granted (`s3:GetObjectVersion`).
+#[tokio::test]
+async fn the_notified_version_is_the_one_read() {
+    let env = env_with(|mut c| {
+        c.checkpoint_every = 10;
+        c
+    })
+    .await;
+    let key = "orders/versioned.csv";
+    env.put(key, &orders(40, 9)).await;
+    let msg = notification("m", env.bucket(), key);
+    // Die after 25 event writes, so the retry resumes with a ranged GetObject.
+    env.fault.arm(25);
+    assert!(handler::handle_message(&env.ingester, &msg, None).await.is_err());
+    env.fault.disarm();
+    let reports = handler::handle_message(&env.ingester, &msg, None).await.unwrap();
+    assert_eq!(reports[0].progress.rows, 40);
+    let reads = env.reads.0.lock().unwrap().clone();
+    let ops: std::collections::BTreeSet<&str> = reads.iter().map(|r| r.0).collect();
+    assert_eq!(ops, ["GetObject", "HeadObject"].into(), "{reads:?}");
+    let version = common::version_of(key);
+    for (op, k, v) in &reads {
+        assert_eq!((k.as_str(), v.as_deref()), (key, Some(version.as_str())), "{op}");
+    }
+}

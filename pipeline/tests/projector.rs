@@ -9,7 +9,9 @@ use std::str::FromStr;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{batch, data, env, fail_transactions, notification, oracle, Env, FailAfter};
+use common::{
+    batch, data, env, fail_transactions, notification, oracle, Cancelled, Env, FailAfter, LoseReplies, Pause,
+};
 use ingest::handler;
 use pipeline::resources;
 use pipeline::streams::StreamReader;
@@ -79,8 +81,7 @@ async fn ingest_all(env: &Env, keys: &[&str]) {
     }
 }
 
-/// The oracle: the `orders` aggregates computed straight from the CSV files
-/// with the csv crate and rust_decimal, by rules written out here.
+/// The aggregates table's key of a group (the layout `schema` writes).
 fn pk(aggregate: &str, values: &[String]) -> String {
     format!("G#orders#{aggregate}#{}", serde_json::to_string(values).unwrap())
 }
@@ -97,48 +98,58 @@ const DATA: &[&str] = &[
     "shops/stores.csv",
 ];
 
+/// Every typed aggregate of `table` equals the independent fold, group for
+/// group and measure for measure.
+fn assert_equals_oracle(got: &Table, want: &common::Folded, what: &str) {
+    let typed: BTreeMap<&String, &BTreeMap<String, String>> = got
+        .iter()
+        .filter(|(k, _)| k.starts_with("G#orders#") && !k.contains("#file_stats#"))
+        .collect();
+    assert_eq!(typed.len(), want.len(), "{what}: one aggregate item per group");
+    for ((agg, values), measures) in want {
+        let m = got
+            .get(&pk(agg, values))
+            .unwrap_or_else(|| panic!("{what}: missing {agg} {values:?}"));
+        let live: BTreeMap<String, Decimal> = m
+            .iter()
+            .map(|(k, v)| (k.clone(), Decimal::from_str(v).unwrap()))
+            .collect();
+        assert_eq!(&live, measures, "{what}: {agg} {values:?}");
+    }
+}
+
+/// `data/` projected at several batch sizes (one transaction per event, some
+/// per batch, many per batch), each into its own table: every one equals the
+/// independent fold.
 #[tokio::test]
 async fn data_dir_aggregates_equal_an_independent_fold() {
     let env = env().await;
     ingest_all(&env, DATA).await;
-    let projector = projector_on(&env, None).await;
-    let mut events = 0;
-    let mut writes = 0;
-    let mut completed = Vec::new();
-    for b in stream_batches(&env, 1000).await {
-        let out = projector.project(&b).await.unwrap();
-        events += out.applied;
-        writes += out.writes;
-        completed.extend(out.completed.into_iter().map(|m| m.file_id));
-        assert_eq!(out.skipped, 0);
-    }
-    assert_eq!(events, 4518, "every line is folded once");
-    println!(
-        "writes per event at batch size 1000: {:.3}",
-        writes as f64 / events as f64
-    );
-
-    let got = aggregates(&env, &env.names.aggregates_table).await;
     let want = oracle(DATA);
-    let orders: BTreeMap<&String, &BTreeMap<String, String>> = got
-        .iter()
-        .filter(|(k, _)| k.starts_with("G#orders#") && !k.contains("#file_stats#"))
-        .collect();
-    assert_eq!(orders.len(), want.len(), "one aggregate item per group");
-    for ((agg, values), v) in &want {
-        let m = got
-            .get(&pk(agg, values))
-            .unwrap_or_else(|| panic!("missing {agg} {values:?}"));
-        let num = |name: &str| Decimal::from_str(&m[name]).unwrap();
-        if agg == "units_by_category" {
-            assert_eq!(
-                [num("lines"), num("units"), num("min_unit_price"), num("max_unit_price")],
-                v[..],
-                "{values:?}"
-            );
-        } else {
-            assert_eq!([num("lines"), num("units"), num("revenue")], v[..], "{values:?}");
+    assert!(want.len() > 500, "the fold covers data/: {} groups", want.len());
+    let mut got = Table::new();
+    let mut completed = Vec::new();
+    for size in [1, 100, 1000] {
+        let table = format!("aggregates-batch-{size}");
+        resources::ensure_aggregates_table(&env.ddb, &table).await.unwrap();
+        let projector = Projector::new(env.stack.dynamodb(), table.clone(), &Registry::builtin());
+        let (mut events, mut writes) = (0, 0);
+        for b in stream_batches(&env, size).await {
+            let out = projector.project(&b).await.unwrap();
+            events += out.applied;
+            writes += out.writes;
+            assert_eq!(out.skipped, 0);
+            if size == 1000 {
+                completed.extend(out.completed.into_iter().map(|m| m.file_id));
+            }
         }
+        assert_eq!(events, 4518, "batch size {size}: every line is folded once");
+        println!(
+            "writes per event at batch size {size}: {:.3}",
+            writes as f64 / events as f64
+        );
+        got = aggregates(&env, &table).await;
+        assert_equals_oracle(&got, &want, &format!("batch size {size}"));
     }
     // Per-file statistics: accepted and rejected lines of each file.
     let expected: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&data("expected.json")).unwrap();
@@ -168,13 +179,15 @@ async fn data_dir_aggregates_equal_an_independent_fold() {
     }
 }
 
+const FILES: &[&str] = &["orders/2024-q1-marketplace.csv", "orders/bad-lines.csv"];
+
 /// Same batch twice, a crash between transactions then the retry, bisected
 /// halves, and an old batch after newer ones: the aggregates come out equal
 /// to a clean projection every time.
 #[tokio::test]
 async fn replays_of_every_kind_stay_exact() {
     let env = env().await;
-    ingest_all(&env, &["orders/2024-q1-marketplace.csv", "orders/bad-lines.csv"]).await;
+    ingest_all(&env, FILES).await;
     // Batches of 250 lines span several transactions (at most 100 items each).
     let batches = stream_batches(&env, 250).await;
     assert!(batches.len() >= 4, "{} batches", batches.len());
@@ -187,6 +200,7 @@ async fn replays_of_every_kind_stay_exact() {
         clean.project(b).await.unwrap();
     }
     let want = aggregates(&env, clean_table).await;
+    assert_equals_oracle(&want, &oracle(FILES), "batch size 250");
 
     let fault = fail_transactions();
     let p = projector_on(&env, Some(fault.clone())).await;
@@ -265,4 +279,142 @@ async fn bad_stream_records_are_batch_item_failures() {
         assert_eq!(err.failed_at, at, "{err}");
         assert!(err.message.contains(want), "{err}");
     }
+}
+
+/// A projection into a fresh table of `FILES`' batches, done cleanly.
+async fn clean_projection(env: &Env, batches: &[Vec<EventRecord>], table: &str) -> Table {
+    resources::ensure_aggregates_table(&env.ddb, table).await.unwrap();
+    let clean = Projector::new(env.stack.dynamodb(), table, &Registry::builtin());
+    for b in batches {
+        clean.project(b).await.unwrap();
+    }
+    aggregates(env, table).await
+}
+
+/// The faults that commit part of the work before failing: a transaction
+/// whose reply is lost after it committed, then the batch retried; a batch cut
+/// after its first transaction, then bisected into halves (as Lambda does)
+/// and retried whole. Each ends exactly as a clean projection.
+#[tokio::test]
+async fn lost_replies_and_bisection_after_a_partial_commit_stay_exact() {
+    let env = env().await;
+    ingest_all(&env, FILES).await;
+    let batches = stream_batches(&env, 250).await;
+    let want = clean_projection(&env, &batches, "clean-aggregates").await;
+
+    let lose = LoseReplies::disarmed();
+    let cut = fail_transactions();
+    resources::ensure_aggregates_table(&env.ddb, &env.names.aggregates_table)
+        .await
+        .unwrap();
+    let (l, c) = (lose.clone(), cut.clone());
+    let ddb = env.stack.dynamodb_with(|b| b.interceptor(l).interceptor(c));
+    let p = Projector::new(ddb, env.names.aggregates_table.clone(), &Registry::builtin());
+
+    // 1. The second transaction of a batch commits, and its reply is lost.
+    lose.arm(1);
+    let err = p.project(&batches[0]).await.unwrap_err();
+    assert!(
+        err.message.contains("reply to a committed transaction was lost"),
+        "{err}"
+    );
+    assert_eq!(lose.lost.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(err.done.transactions, 1, "the first transaction is counted done: {err}");
+    // Lambda retries from the first record not done: the committed work is
+    // found applied (its bitmaps), the rest is folded once.
+    let retry = p.project(&batches[0][err.failed_at..]).await.unwrap();
+    assert!(retry.skipped > 0 && retry.applied > 0, "{retry:?}");
+    let whole = p.project(&batches[0]).await.unwrap();
+    assert_eq!((whole.applied, whole.writes), (0, 0), "{whole:?}");
+
+    // 2. A batch whose first transaction commits and whose second fails;
+    // Lambda bisects: each half, then the whole batch again.
+    cut.arm(1);
+    let err = p.project(&batches[1]).await.unwrap_err();
+    assert!(err.done.transactions == 1 && err.failed_at > 0, "{err}");
+    cut.disarm();
+    let (a, b) = batches[1].split_at(batches[1].len() / 2);
+    let first_half = p.project(a).await.unwrap();
+    assert!(
+        first_half.skipped > 0,
+        "the committed part is found applied: {first_half:?}"
+    );
+    p.project(b).await.unwrap();
+    assert_eq!(p.project(&batches[1]).await.unwrap().applied, 0);
+
+    for b in &batches[2..] {
+        p.project(b).await.unwrap();
+    }
+    let got = aggregates(&env, &env.names.aggregates_table).await;
+    assert_eq!(got, want, "exactly as if each event had been applied once");
+    assert_equals_oracle(&got, &oracle(FILES), "after lost replies and bisection");
+}
+
+/// Two projectors on the same groups at once (Lambda runs up to ten batches
+/// of a shard in parallel, and a retry can overlap a slow invocation). First
+/// forced: one has read the groups and built its transaction when the other
+/// commits the same events, so its transaction is cancelled by the version
+/// conditions and it must read again and find them applied. Then both free
+/// over every batch at once. Both end exactly as a clean projection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_projectors_on_the_same_groups_stay_exact() {
+    let env = env().await;
+    ingest_all(&env, FILES).await;
+    let batches = stream_batches(&env, 250).await;
+    let want = clean_projection(&env, &batches, "clean-aggregates").await;
+    let table = env.names.aggregates_table.clone();
+    resources::ensure_aggregates_table(&env.ddb, &table).await.unwrap();
+
+    let (pause, cancelled) = (Pause::default(), Cancelled::default());
+    let (pa, ca) = (pause.clone(), cancelled.clone());
+    let slow = Projector::new(
+        env.stack.dynamodb_with(|b| b.interceptor(pa).interceptor(ca)),
+        table.clone(),
+        &Registry::builtin(),
+    );
+    let fast = Projector::new(env.stack.dynamodb(), table.clone(), &Registry::builtin());
+
+    pause.arm();
+    let batch = batches[0].clone();
+    let held = tokio::spawn({
+        let slow = slow.clone();
+        async move { slow.project(&batch).await }
+    });
+    while !pause.reached() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let first = fast.project(&batches[0]).await.unwrap();
+    pause.release();
+    let late = held.await.unwrap().unwrap();
+    assert!(
+        cancelled.0.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the late transaction was cancelled by its conditions"
+    );
+    assert_eq!(
+        (late.applied, late.skipped),
+        (0, first.applied),
+        "the late projector found every event applied, none folded twice"
+    );
+
+    // Free-running: both over every batch, in opposite orders, at once.
+    let forward = {
+        let (p, bs) = (slow.clone(), batches.clone());
+        tokio::spawn(async move {
+            for b in &bs {
+                p.project(b).await.unwrap();
+            }
+        })
+    };
+    let backward = {
+        let (p, bs) = (fast.clone(), batches.clone());
+        tokio::spawn(async move {
+            for b in bs.iter().rev() {
+                p.project(b).await.unwrap();
+            }
+        })
+    };
+    forward.await.unwrap();
+    backward.await.unwrap();
+    let got = aggregates(&env, &table).await;
+    assert_eq!(got, want, "exactly as if each event had been applied once");
 }

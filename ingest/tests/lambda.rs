@@ -1,0 +1,201 @@
+//! The ingest Lambda binary itself (its `main`: configuration from the
+//! environment Terraform sets, clients from the environment, the runtime loop,
+//! the JSON it answers) run as Lambda runs it: a process polling a Runtime
+//! API, invoked with the SQS event the mapping delivers, on the local stack.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use pipeline::clients::Clients;
+use pipeline::resources::{self, Names};
+use pipeline::runtime_api::{Function, Outcome};
+use pipeline::settings::Settings;
+use pipeline::stack::{LocalStack, Ports, State, ACCESS_KEY, SECRET_KEY};
+use schema::items::{FileStatus, Manifest};
+use serde_json::{json, Value};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ingest");
+
+struct Stack {
+    stack: LocalStack,
+    clients: Clients,
+    names: Names,
+}
+
+async fn stack() -> Stack {
+    let stack = LocalStack::start(State::Memory, Ports::default()).await.unwrap();
+    let clients = Clients::local(&stack, None);
+    let names = Names::local();
+    resources::provision(&clients, &names).await.unwrap();
+    Stack { stack, clients, names }
+}
+
+impl Stack {
+    /// What `terraform/lambda.tf` sets, what Lambda sets for the role's
+    /// credentials, and where the emulators are (the only local addition).
+    fn environment(&self) -> BTreeMap<String, String> {
+        let mut env = Settings::get().ingest_environment(&self.names);
+        env.extend([
+            ("AWS_ACCESS_KEY_ID".to_owned(), ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), SECRET_KEY.to_owned()),
+            ("AWS_SESSION_TOKEN".to_owned(), "local-session".to_owned()),
+            ("AWS_ENDPOINT_URL_S3".to_owned(), self.stack.s3_endpoint.clone()),
+            (
+                "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+                self.stack.dynamodb_endpoint.clone(),
+            ),
+        ]);
+        env
+    }
+
+    async fn manifest(&self, file_id: &str) -> Manifest {
+        let item = self
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(&self.names.events_table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(schema::keys::manifest_pk(file_id)),
+            )
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("a manifest");
+        serde_dynamo::from_item(item).unwrap()
+    }
+}
+
+/// One SQS record as the event source mapping hands it to the function, whose
+/// body is S3's notification of a put in a versioned bucket (AWS's example).
+fn record(id: &str, body: &str) -> Value {
+    json!({
+        "messageId": id,
+        "receiptHandle": format!("AQEB{id}"),
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1764437402123",
+            "SenderId": "AIDAJDPLRKLG7UEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1764437402130"
+        },
+        "messageAttributes": {},
+        "md5OfBody": format!("{:x}", md5::compute(body)),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:csv-pipeline-ingest",
+        "awsRegion": "us-east-1"
+    })
+}
+
+fn put_notification(bucket: &str, key: &str, version: &str) -> String {
+    let sample =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/s3-put-versioned.json"))
+            .unwrap();
+    let mut event: Value = serde_json::from_str(&sample).unwrap();
+    let object = &mut event["Records"][0]["s3"];
+    object["bucket"]["name"] = bucket.into();
+    object["bucket"]["arn"] = format!("arn:aws:s3:::{bucket}").into();
+    object["object"]["key"] = pipeline::notify::encode_key(key).into();
+    object["object"]["versionId"] = version.into();
+    event.to_string()
+}
+
+fn orders(lines: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let spec = pipeline::generate::Spec {
+        lines: Some(lines),
+        bytes: None,
+        bad_every: 0,
+        seed: 7,
+    };
+    pipeline::generate::orders(&mut buf, spec).unwrap();
+    buf
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_answers_the_batch_with_its_failed_messages_only() {
+    let s = stack().await;
+    let key = "uploads/orders/lambda.csv";
+    let file_id = pipeline::upload::upload_bytes(&s.clients.s3, &s.names.bucket, key, orders(30))
+        .await
+        .unwrap();
+    let mut f = Function::start(Path::new(BINARY), "csv-pipeline-ingest", &s.environment())
+        .await
+        .unwrap();
+    let good = record(
+        "good",
+        &put_notification(&s.names.bucket, key, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"),
+    );
+    let garbage = record("garbage", "this is not an S3 notification");
+    let test_event = record(
+        "test",
+        r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-29T17:40:02.089Z","Bucket":"b","RequestId":"5582815E1AEA5ADF","HostId":"8cLe"}"#,
+    );
+    let event = json!({ "Records": [good, garbage, test_event] });
+
+    let answer = f.invoke(&event, TIMEOUT).await.unwrap();
+    assert_eq!(
+        answer,
+        Outcome::Response(json!({ "batchItemFailures": [{ "itemIdentifier": "garbage" }] })),
+        "{}",
+        f.output()
+    );
+    let m = s.manifest(&file_id).await;
+    assert_eq!(
+        (m.status, m.rows, m.accepted, m.rejected),
+        (FileStatus::Complete, 30, 30, 0)
+    );
+
+    // The same process takes the next invocation: the same upload again is a
+    // duplicate, and nothing fails.
+    let again = json!({ "Records": [record("good-again", &put_notification(&s.names.bucket, key, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"))] });
+    let answer = f.invoke(&again, TIMEOUT).await.unwrap();
+    assert_eq!(
+        answer,
+        Outcome::Response(json!({ "batchItemFailures": [] })),
+        "{}",
+        f.output()
+    );
+    // Its logs are JSON lines, as CloudWatch gets them.
+    let logs = f.output();
+    assert!(
+        logs.lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_is_not_an_sqs_batch_is_an_invocation_error() {
+    let s = stack().await;
+    let mut f = Function::start(Path::new(BINARY), "csv-pipeline-ingest", &s.environment())
+        .await
+        .unwrap();
+    let answer = f.invoke(&json!({ "Records": "not a list" }), TIMEOUT).await.unwrap();
+    let Outcome::Error(e) = answer else {
+        panic!("expected an invocation error, got {answer:?}")
+    };
+    assert!(e["errorMessage"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_variable_stops_the_function_before_its_first_event() {
+    let s = stack().await;
+    let mut env = s.environment();
+    env.remove("EVENTS_TABLE");
+    let mut f = Function::start(Path::new(BINARY), "csv-pipeline-ingest", &env)
+        .await
+        .unwrap();
+    let e = f
+        .invoke(&json!({ "Records": [] }), Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("EVENTS_TABLE"), "{e:#}");
+}
