@@ -40,8 +40,10 @@ resource "aws_lambda_function" "ingest" {
     mode = "Active"
   }
   # Lambda logs to /aws/lambda/<name>, the group above (with its retention);
-  # it must exist first. The binaries write JSON lines themselves.
-  depends_on = [aws_cloudwatch_log_group.ingest]
+  # it must exist first. The binaries write JSON lines themselves. Lambda
+  # checks the role can write traces when it creates a function with Active
+  # tracing: the role's policy first.
+  depends_on = [aws_cloudwatch_log_group.ingest, aws_iam_role_policy.ingest]
   tags       = local.tags
 }
 
@@ -71,8 +73,10 @@ resource "aws_lambda_function" "projector" {
     mode = "Active"
   }
   # Lambda logs to /aws/lambda/<name>, the group above (with its retention);
-  # it must exist first. The binaries write JSON lines themselves.
-  depends_on = [aws_cloudwatch_log_group.projector]
+  # it must exist first. The binaries write JSON lines themselves. Lambda
+  # checks the role can write traces when it creates a function with Active
+  # tracing: the role's policy first.
+  depends_on = [aws_cloudwatch_log_group.projector, aws_iam_role_policy.projector]
   tags       = local.tags
 }
 
@@ -85,6 +89,9 @@ resource "aws_lambda_event_source_mapping" "ingest" {
   scaling_config {
     maximum_concurrency = local.ingest.maximum_concurrency
   }
+  # Lambda checks the function's role may receive from the queue when it
+  # creates the mapping: the role's policy must exist first.
+  depends_on = [aws_iam_role_policy.ingest]
 }
 
 resource "aws_lambda_event_source_mapping" "projector" {
@@ -113,4 +120,7 @@ resource "aws_lambda_event_source_mapping" "projector" {
       }
     }
   }
+  # Lambda checks the role may read the stream (and send to the on-failure
+  # queue) when it creates the mapping: the role's policy must exist first.
+  depends_on = [aws_iam_role_policy.projector]
 }

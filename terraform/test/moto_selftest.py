@@ -193,6 +193,40 @@ def test_versioned_reads(aws):
           set(named.values()) == {"allowed"}, str(named))
 
 
+def test_stream_reads(aws):
+    """Fix 12: DynamoDB Streams calls are judged against the stream's ARN."""
+    ddb = aws("dynamodb")
+    table = ddb.create_table(
+        TableName="selftest-events", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
+    stream = table["LatestStreamArn"]
+    ddb.put_item(TableName="selftest-events", Item={"pk": {"S": "a"}})
+    reads = ["dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"]
+
+    def read(client):
+        shard = client.describe_stream(StreamArn=stream)["StreamDescription"]["Shards"][0]["ShardId"]
+        it = client.get_shard_iterator(StreamArn=stream, ShardId=shard,
+                                       ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        return len(client.get_records(ShardIterator=it)["Records"])
+
+    def outcome(client):
+        try:
+            return f"read {read(client)}"
+        except botocore.exceptions.ClientError as e:
+            code = e.response["Error"]["Code"]
+            return "denied" if code in ("AccessDenied", "AccessDeniedException", "403") else f"error {code}"
+
+    on_stream = role(aws, "stream-reader", [{"Effect": "Allow", "Action": reads, "Resource": stream}])
+    got = outcome(on_stream("dynamodbstreams"))
+    check("a role granted the stream reads on the stream's ARN reads it", got == "read 1", got)
+    other = stream.replace("selftest-events", "other-table")
+    elsewhere = role(aws, "other-stream-reader", [{"Effect": "Allow", "Action": reads, "Resource": other}])
+    got = outcome(elsewhere("dynamodbstreams"))
+    check("a role granted the stream reads on another stream is denied", got == "denied", got)
+
+
 def test_identity_conditions(aws):
     bucket, key = "selftest-versioned", "uploads/read.csv"
     objects = f"arn:aws:s3:::{bucket}/*"
@@ -276,8 +310,8 @@ def main():
                 check(f"{server.name} starts", False, log.read()[-2000:])
             else:
                 aws = bootstrap(endpoint)
-                for test in (test_notifications, test_versioned_reads, test_identity_conditions,
-                             test_bucket_policy):
+                for test in (test_notifications, test_versioned_reads, test_stream_reads,
+                             test_identity_conditions, test_bucket_policy):
                     try:
                         test(aws)
                     except Exception as e:  # a setup call failed: the test's checks did not run

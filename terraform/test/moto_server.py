@@ -72,6 +72,12 @@ is moto's (5.2.5; 5.1.18 behaves the same). Used by terraform/test/run.sh.
    and counts a statement without Resource (a trust policy's) as applying to
    any resource, as PERMITTED even when it is a Deny: NotResource is matched
    here, and a Deny that applies denies.
+12. DynamoDB Streams resources: like fix 4, moto judges every Streams call
+   (DescribeStream, GetShardIterator, GetRecords) against "*", so a grant
+   scoped to the stream's ARN allowed none of them. They are judged against
+   the stream: its StreamArn, or for GetRecords the stream its shard
+   iterator belongs to (moto's iterators start with the stream ARN).
+   ListStreams takes no resource in IAM, and stays "*".
 """
 import copy as _copy
 import json
@@ -85,6 +91,7 @@ from moto.iam import access_control
 from moto.awslambda import models as lambda_models
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
+from moto.dynamodbstreams import responses as dynamodbstreams_responses
 from moto.sqs import models as sqs_models
 from moto.s3 import models as s3_models
 from moto.s3 import notifications as s3_notifications
@@ -187,6 +194,17 @@ def dynamodb_resource(self):
 
 
 dynamodb_responses.DynamoHandler._determine_resource = dynamodb_resource
+
+
+def dynamodbstreams_resource(self):
+    arn = self._get_param("StreamArn")
+    if arn:
+        return arn
+    iterator = self._get_param("ShardIterator")
+    return iterator.split("|", 1)[0] if iterator else "*"
+
+
+dynamodbstreams_responses.DynamoDBStreamsHandler._determine_resource = dynamodbstreams_resource
 
 _statement_permits = access_control.IAMPolicyStatement.is_action_permitted
 NEUTRAL = access_control.PermissionResult.NEUTRAL
