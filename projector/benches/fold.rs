@@ -1,4 +1,5 @@
 //! Events per second through the fold, one core: `cargo bench -p projector --bench fold`.
+#![allow(missing_docs)] // criterion's macros define undocumented public items
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use projector::fold::{Deltas, Folder};

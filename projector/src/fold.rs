@@ -22,6 +22,13 @@ pub struct GroupKey {
     pub values: Vec<String>,
 }
 
+impl GroupKey {
+    /// The group's key in the aggregates table ([`schema::keys::group_pk`]).
+    pub fn pk(&self) -> String {
+        schema::keys::group_pk(&self.dataset, &self.aggregate, &self.values)
+    }
+}
+
 /// One measure's running value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acc {

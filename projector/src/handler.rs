@@ -6,6 +6,7 @@ use aws_lambda_events::dynamodb::Event;
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use schema::feed::FeedMessage;
 
+use crate::error::chain;
 use crate::feed::{aggregate_changed, file_completed, Feed, Sent};
 use crate::project::{Outcome, Projector};
 
@@ -28,7 +29,13 @@ pub async fn handle_batch(projector: &Projector, feed: &Feed, event: Event) -> (
     let (outcome, failed_at) = match projector.project(&records).await {
         Ok(o) => (o, None),
         Err(e) => {
-            tracing::error!(failed_at = e.failed_at, sequence_number = ?seq(e.failed_at), error = %e.message, "batch stopped");
+            tracing::error!(
+                failed_at = e.failed_at,
+                sequence_number = ?seq(e.failed_at),
+                retry = ?e.retry_class(),
+                error = %e.message(),
+                "batch stopped"
+            );
             (*e.done, Some(e.failed_at))
         }
     };
@@ -38,7 +45,11 @@ pub async fn handle_batch(projector: &Projector, feed: &Feed, event: Event) -> (
         Err(e) => {
             // Aggregates are written but not all announced: retry the whole batch;
             // the replay writes nothing and announces the same changes again.
-            tracing::error!(error = %e, "feed send failed; the batch is retried from its first record");
+            tracing::error!(
+                retry = ?e.retry_class(),
+                error = %chain(&e),
+                "feed send failed; the batch is retried from its first record"
+            );
             (Sent::default(), Some(0))
         }
     };

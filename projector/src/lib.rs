@@ -2,23 +2,31 @@
 //!
 //! # Layout
 //!
+//! * [`config`]: the [`Config`] read from the environment, and [`ENV_VARS`].
 //! * [`record`]: stream records to events and manifests, or a clear refusal.
 //! * [`fold`]: accepted rows to per-group measure deltas, exact and order-free.
 //! * [`project`]: a batch into the aggregates table, exactly once (see its docs
-//!   for the mechanism and its cost).
+//!   for the mechanism, its cost, and its pure steps).
 //! * [`feed`]: aggregate changes and completed files as SQS messages with
 //!   deterministic ids, sent in batches of ten.
 //! * [`handler`]: a Lambda stream batch: project, announce, report the first
 //!   record not done.
+//! * [`error`]: what stops a batch, with the retry class of each error.
+//! * [`retry`]: the one backoff schedule (exponential, full jitter, capped,
+//!   bounded) every retry loop uses.
+//!
+//! The item layouts and keys of the aggregates table are `schema`'s
+//! ([`schema::aggregates`], [`schema::keys`]).
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod error;
 pub mod feed;
 pub mod fold;
 pub mod handler;
 pub mod project;
 pub mod record;
+pub mod retry;
 
-/// The environment variables the projector Lambda reads (besides those
-/// Lambda itself sets), for the deployment check: the aggregates table, the
-/// feed queue, and the log filter.
-pub const ENV_VARS: &[&str] = &["AGGREGATES_TABLE", "FEED_QUEUE_URL", "RUST_LOG"];
+pub use config::{Config, ConfigError, ENV_VARS};
+pub use error::{BatchError, ProjectError, RetryClass};

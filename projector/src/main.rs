@@ -5,7 +5,7 @@ use aws_lambda_events::streams::DynamoDbEventResponse;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use projector::feed::Feed;
 use projector::project::Projector;
-use projector::ENV_VARS;
+use projector::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,11 +15,14 @@ async fn main() -> Result<(), Error> {
         .with_current_span(true)
         .without_time()
         .init();
-    let var = |name: &str| std::env::var(name).map_err(|_| format!("environment variable {name} is not set"));
-    let (table, queue) = (var(ENV_VARS[0])?, var(ENV_VARS[1])?);
+    let config = Config::from_env()?;
     let aws = aws_config::load_from_env().await;
-    let projector = Projector::new(aws_sdk_dynamodb::Client::new(&aws), table, &schema::Registry::builtin());
-    let feed = Feed::new(aws_sdk_sqs::Client::new(&aws), queue);
+    let projector = Projector::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        config.aggregates_table,
+        &schema::Registry::builtin(),
+    );
+    let feed = Feed::new(aws_sdk_sqs::Client::new(&aws), config.feed_queue_url);
     let (projector, feed) = (&projector, &feed);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         let (response, _) = projector::handler::handle_batch(projector, feed, event.payload).await;

@@ -1,4 +1,4 @@
-//! Errors of the schema crate.
+//! Errors of the schema crate: definitions, headers, and stored items that do not read back.
 
 use thiserror::Error;
 
@@ -78,4 +78,32 @@ pub enum HeaderError {
     /// The header is not UTF-8.
     #[error("header is not valid UTF-8")]
     NotUtf8,
+}
+
+/// A stored item that does not read back as the layout expected: written by
+/// something else, or damaged. Retrying reads the same bytes, so it fails the
+/// same way until the item is mended.
+#[derive(Debug, Error)]
+pub enum ItemError {
+    /// The attributes do not match the layout (one missing, or of another type).
+    #[error("item {pk:?} does not decode as {layout}")]
+    Decode {
+        /// The item's partition key (empty if it has none).
+        pk: String,
+        /// The layout expected.
+        layout: &'static str,
+        /// What `serde_dynamo` found wrong.
+        #[source]
+        source: serde_dynamo::Error,
+    },
+    /// The item decodes, but its `kind` is another layout's.
+    #[error("item {pk:?} is of kind {found:?}, not {layout}")]
+    Kind {
+        /// The item's partition key.
+        pk: String,
+        /// The layout expected.
+        layout: &'static str,
+        /// The kind it has.
+        found: &'static str,
+    },
 }

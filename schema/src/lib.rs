@@ -1,5 +1,5 @@
 //! Everything the parts of the pipeline share: dataset definitions, row
-//! validation, the keys and item layouts of the events table.
+//! validation, the keys and item layouts of both tables (events, aggregates).
 //!
 //! # Layout
 //!
@@ -8,13 +8,18 @@
 //! * [`value`]: column types and the parsing of text into typed values.
 //! * [`row`]: a header mapped onto a dataset, and per-line validation into
 //!   accepted fields or a [`Rejection`] with column and reason.
-//! * [`keys`]: file identity and the partition/sort keys of every item.
-//! * [`items`]: the item layouts (events, manifests, uploads) as serde types.
+//! * [`keys`]: file identity and the partition/sort keys of every item of
+//!   both tables: the only place a key string is built.
+//! * [`items`]: the events table's layouts (events, manifests, uploads) as
+//!   serde types.
+//! * [`aggregates`]: the aggregates table's layouts (groups, applied pages)
+//!   with their encode and decode.
 //! * [`feed`]: the change feed's messages and their JSON Schema (`schema/feed.schema.json`).
-//! * [`error`]: what can go wrong with a definition or a header.
+//! * [`error`]: what can go wrong with a definition, a header or a stored item.
 #![deny(missing_docs)]
 #![warn(clippy::all)]
 
+pub mod aggregates;
 pub mod dataset;
 pub mod error;
 pub mod feed;
@@ -23,8 +28,9 @@ pub mod keys;
 pub mod row;
 pub mod value;
 
+pub use aggregates::{AggregateItem, AggregatesKind, AppliedPage};
 pub use dataset::{Dataset, Registry};
-pub use error::{DefinitionError, HeaderError};
+pub use error::{DefinitionError, HeaderError, ItemError};
 pub use items::{EventItem, EventType, FileStatus, Manifest, Upload, UploadOutcome};
 pub use row::{Fields, Limits, Rejection, RowValidator};
 pub use value::{ColumnType, Value};
