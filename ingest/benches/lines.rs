@@ -1,5 +1,6 @@
 //! Parse + validate + build event items, the CPU side of the ingest.
 //! `cargo bench -p ingest --bench lines`; throughput is rows per second on one core.
+#![allow(missing_docs)] // criterion's macros define undocumented public items
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

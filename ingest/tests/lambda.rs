@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use pipeline::clients::Clients;
-use pipeline::resources::{self, Names};
-use pipeline::runtime_api::{Function, Outcome};
-use pipeline::settings::Settings;
-use pipeline::stack::{LocalStack, Ports, State, ACCESS_KEY, SECRET_KEY};
+use localstack::clients::Clients;
+use localstack::identity::{ACCESS_KEY, SECRET_KEY};
+use localstack::resources::{self, Names};
+use localstack::runtime_api::{Function, Outcome};
+use localstack::settings::Settings;
+use localstack::testing::{orders, put_notification, sqs_record as record};
+use localstack::{LocalStack, Ports, State};
 use schema::items::{FileStatus, Manifest};
 use serde_json::{json, Value};
 
@@ -25,7 +27,7 @@ struct Stack {
 
 async fn stack() -> Stack {
     let stack = LocalStack::start(State::Memory, Ports::default()).await.unwrap();
-    let clients = Clients::local(&stack, None);
+    let clients = stack.clients();
     let names = Names::local();
     resources::provision(&clients, &names).await.unwrap();
     Stack { stack, clients, names }
@@ -70,59 +72,13 @@ impl Stack {
     }
 }
 
-/// One SQS record as the event source mapping hands it to the function, whose
-/// body is S3's notification of a put in a versioned bucket (AWS's example).
-fn record(id: &str, body: &str) -> Value {
-    json!({
-        "messageId": id,
-        "receiptHandle": format!("AQEB{id}"),
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1764437402123",
-            "SenderId": "AIDAJDPLRKLG7UEXAMPLE",
-            "ApproximateFirstReceiveTimestamp": "1764437402130"
-        },
-        "messageAttributes": {},
-        "md5OfBody": format!("{:x}", md5::compute(body)),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:csv-pipeline-ingest",
-        "awsRegion": "us-east-1"
-    })
-}
-
-fn put_notification(bucket: &str, key: &str, version: &str) -> String {
-    let sample =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/s3-put-versioned.json"))
-            .unwrap();
-    let mut event: Value = serde_json::from_str(&sample).unwrap();
-    let object = &mut event["Records"][0]["s3"];
-    object["bucket"]["name"] = bucket.into();
-    object["bucket"]["arn"] = format!("arn:aws:s3:::{bucket}").into();
-    object["object"]["key"] = pipeline::notify::encode_key(key).into();
-    object["object"]["versionId"] = version.into();
-    event.to_string()
-}
-
-fn orders(lines: u64) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let spec = pipeline::generate::Spec {
-        lines: Some(lines),
-        bytes: None,
-        bad_every: 0,
-        seed: 7,
-    };
-    pipeline::generate::orders(&mut buf, spec).unwrap();
-    buf
-}
-
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_answers_the_batch_with_its_failed_messages_only() {
     let s = stack().await;
     let key = "uploads/orders/lambda.csv";
-    let file_id = pipeline::upload::upload_bytes(&s.clients.s3, &s.names.bucket, key, orders(30))
+    let file_id = localstack::upload::upload_bytes(&s.clients.s3, &s.names.bucket, key, orders(30, 7))
         .await
         .unwrap();
     let mut f = Function::start(Path::new(BINARY), "csv-pipeline-ingest", &s.environment())

@@ -15,10 +15,11 @@ use ingest::{Config, Ingester};
 use schema::Registry;
 use tokio_util::io::SyncIoBridge;
 
-use crate::generate::{self, Spec};
-use crate::metrics::{peak_rss, RequestCounter};
-use crate::resources::{self, Names};
-use crate::stack::{LocalStack, Ports, State};
+use localstack::clients::{shared, Clients};
+use localstack::generate::{self, Spec};
+use localstack::metrics::{peak_rss, RequestCounter};
+use localstack::resources::{self, Names};
+use localstack::{LocalStack, Ports, State};
 
 /// What one ingest bench measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -95,13 +96,12 @@ async fn setup(dir: &Path, spec: Spec, target: Target, counter: &RequestCounter)
     let (stack, s3, ddb) = match target {
         Target::InProcess => {
             let stack = LocalStack::start(State::Dir(dir.join("state")), Ports::default()).await?;
-            let s3 = stack.s3_with(|b| b.interceptor(counter.clone()));
-            let ddb = stack.dynamodb_with(|b| b.interceptor(counter.clone()));
-            (Some(stack), s3, ddb)
+            let c = stack.clients_with(&[shared(counter.clone())]);
+            (Some(stack), c.s3, c.dynamodb)
         }
         Target::External => {
-            let (s3, ddb) = crate::stack::env_clients(counter).await;
-            (None, s3, ddb)
+            let (c, _) = Clients::from_env(&[shared(counter.clone())]).await;
+            (None, c.s3, c.dynamodb)
         }
     };
     resources::ensure_events_table(&ddb, &names.events_table).await?;
@@ -135,7 +135,7 @@ pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) 
     } = setup(dir, spec, target, &counter).await?;
     let key = format!("orders/bench-{lines}.csv");
     let key = key.as_str();
-    crate::upload::upload_file(&s3, &names.bucket, key, &path).await?;
+    localstack::upload::upload_file(&s3, &names.bucket, key, &path).await?;
     let mut config = Config::new(&names.events_table);
     config.concurrency = concurrency;
     let ingester = Ingester::new(s3.clone(), ddb, Registry::builtin(), config);
@@ -166,7 +166,7 @@ pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) 
         key: format!("orders/bench-{lines}-copy.csv"),
         ..obj
     };
-    crate::upload::upload_file(&s3, &names.bucket, &copy.key, &path).await?;
+    localstack::upload::upload_file(&s3, &names.bucket, &copy.key, &path).await?;
     counter.reset();
     ingester.ingest_object(&copy, None).await?;
     let result = IngestBench {
@@ -206,7 +206,7 @@ pub async fn read(dir: &Path, size_mb: u64, target: Target) -> Result<ReadBench>
     } = setup(dir, spec, target, &counter).await?;
     let key = format!("orders/read-bench-{size_mb}.csv");
     let key = key.as_str();
-    crate::upload::upload_file(&s3, &names.bucket, key, &path).await?;
+    localstack::upload::upload_file(&s3, &names.bucket, key, &path).await?;
     std::fs::remove_file(&path)?;
     let registry = Registry::builtin();
     let dataset = registry.route(key).clone();
@@ -269,7 +269,8 @@ pub struct ProjectBench {
 pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
     let stack = LocalStack::start(State::Memory, Ports::default()).await?;
     let names = Names::local();
-    let (s3, ddb, sqs) = (stack.s3(), stack.dynamodb(), stack.sqs());
+    let c = stack.clients();
+    let (s3, ddb, sqs) = (c.s3, c.dynamodb, c.sqs);
     resources::ensure_events_table(&ddb, &names.events_table).await?;
     resources::ensure_aggregates_table(&ddb, &names.aggregates_table).await?;
     resources::ensure_bucket(&s3, &names.bucket).await?;
@@ -280,8 +281,8 @@ pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
         Registry::builtin(),
         Config::new(&names.events_table),
     );
-    for (path, key) in crate::run::collect(&[data.to_path_buf()])? {
-        crate::upload::upload_file(&s3, &names.bucket, &key, &path).await?;
+    for (path, key) in crate::pump::collect(&[data.to_path_buf()])? {
+        localstack::upload::upload_file(&s3, &names.bucket, &key, &path).await?;
         let obj = ingest::ObjectRef {
             bucket: names.bucket.clone(),
             key,
@@ -294,7 +295,7 @@ pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
     let projector =
         projector::project::Projector::new(ddb.clone(), names.aggregates_table.clone(), &Registry::builtin());
     let feed = projector::feed::Feed::new(sqs, queue);
-    let mut reader = crate::streams::StreamReader::open(&ddb, stack.dynamodb_streams(), &names.events_table).await?;
+    let mut reader = localstack::streams::StreamReader::open(&ddb, c.streams, &names.events_table).await?;
     let batches = reader.drain(batch_size).await?;
     let (mut events, mut writes, mut groups, mut tx, mut sqs_requests) = (0, 0, 0, 0, 0);
     let t0 = Instant::now();

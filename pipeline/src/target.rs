@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 
-use crate::clients::{Clients, Endpoints, Observers};
-use crate::notify::Rule;
-use crate::resources::{self, Deployment};
-use crate::settings::{Names, Settings};
-use crate::stack::{LocalStack, Ports, State};
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
+use localstack::clients::{Clients, Endpoints};
+use localstack::notify::Rule;
+use localstack::resources::{self, Deployment};
+use localstack::settings::{Names, Settings};
+use localstack::{LocalStack, Ports, State};
 
 /// How to find the pipeline.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,7 +76,7 @@ impl Target {
             let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let names = Names::from_terraform_outputs(&json)?;
             let conf = aws_config::load_from_env().await;
-            let clients = Clients::from_conf(&conf, None);
+            let clients = Clients::build(&conf, &Endpoints::default(), &[]);
             let deployment = resources::resolve(&clients, &names).await?;
             std::fs::create_dir_all(&args.state).with_context(|| format!("creating {}", args.state.display()))?;
             return Ok(Target {
@@ -89,13 +90,13 @@ impl Target {
             });
         }
         if let Some(up) = running_up(&args.state).await {
-            let conf = crate::stack::local_sdk_config();
+            let conf = localstack::identity::sdk_config();
             let endpoints = Endpoints {
                 s3: Some(up.s3),
                 dynamodb: Some(up.dynamodb),
                 sqs: Some(up.sqs),
             };
-            let clients = Clients::build(&conf, &endpoints, Observers::default());
+            let clients = Clients::build(&conf, &endpoints, &[]);
             let deployment = resources::resolve(&clients, &Names::local()).await?;
             return Ok(Target {
                 clients,
@@ -118,7 +119,7 @@ impl Target {
 
     /// Use a started stack, creating its resources and notifications.
     pub async fn on_stack(stack: LocalStack, state: &Path) -> Result<Target> {
-        let clients = Clients::local(&stack, None);
+        let clients = stack.clients();
         let names = Names::local();
         let deployment = resources::provision(&clients, &names).await?;
         let s = Settings::get();
@@ -130,7 +131,7 @@ impl Target {
         });
         Ok(Target {
             conf: stack.sdk_config(),
-            endpoints: Endpoints::of(&stack),
+            endpoints: stack.endpoints(),
             clients,
             deployment,
             state: state.to_path_buf(),
@@ -140,9 +141,9 @@ impl Target {
     }
 
     /// Clients for a handler (and the pollers that stand in for its event
-    /// source mapping, which on AWS act with the function's role): observed by
-    /// `observers`, and with `role`'s credentials if given.
-    pub async fn handler_clients(&self, role: Option<&str>, observers: Observers) -> Clients {
+    /// source mapping, which on AWS act with the function's role): with
+    /// `interceptors` (counters, recorders), and `role`'s credentials if given.
+    pub async fn handler_clients(&self, role: Option<&str>, interceptors: &[SharedInterceptor]) -> Clients {
         let conf = match role {
             None => self.conf.clone(),
             Some(arn) => {
@@ -157,7 +158,7 @@ impl Target {
                     .build()
             }
         };
-        Clients::build(&conf, &self.endpoints, observers)
+        Clients::build(&conf, &self.endpoints, interceptors)
     }
 
     /// Stop the embedded stack, if this process serves one.

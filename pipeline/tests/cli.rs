@@ -2,13 +2,11 @@
 //! stack: run, run again, the read commands, rebuild on a healthy and on a
 //! damaged store.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pipeline::run::RunSummary;
+use pipeline::pump::RunSummary;
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -78,7 +76,7 @@ fn cli_end_to_end_on_the_data_directory() {
     // Aggregates equal an independent fold of the CSVs.
     let keys: Vec<String> = expected.keys().cloned().collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let oracle = common::oracle(&keys);
+    let oracle = localstack::testing::oracle(&keys);
     let folded: Vec<_> = first
         .aggregates
         .iter()
@@ -143,7 +141,7 @@ fn cli_end_to_end_on_the_data_directory() {
     assert_eq!(code, 1, "an unknown file is an error");
     let (code, out) = pipeline(&state, &["aggregates", "orders", "--json"]);
     assert_eq!(code, 0);
-    let orders: Vec<pipeline::ops::AggregateRow> = json(&out);
+    let orders: Vec<pipeline::queries::AggregateRow> = json(&out);
     let want: Vec<_> = first
         .aggregates
         .iter()
@@ -177,24 +175,19 @@ fn cli_end_to_end_on_the_data_directory() {
 }
 
 /// Overwrite one measure of one aggregate group in the live table.
-fn damage(state: &Path, victim: &pipeline::ops::AggregateRow) {
+fn damage(state: &Path, victim: &pipeline::queries::AggregateRow) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let target = pipeline::target::Target::embedded(state, Default::default())
             .await
             .unwrap();
-        let pk = format!(
-            "G#{}#{}#{}",
-            victim.dataset,
-            victim.aggregate,
-            serde_json::to_string(&victim.group).unwrap()
-        );
+        let pk = schema::keys::group_pk(&victim.dataset, &victim.aggregate, &victim.group);
         target
             .clients
             .dynamodb
             .update_item()
             .table_name(&target.deployment.names.aggregates_table)
-            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+            .key(schema::keys::PK, aws_sdk_dynamodb::types::AttributeValue::S(pk))
             .update_expression("SET measures.#u = :v")
             .expression_attribute_names("#u", "units")
             .expression_attribute_values(":v", aws_sdk_dynamodb::types::AttributeValue::S("999999".into()))

@@ -4,15 +4,14 @@
 //! projector keeps failing are retried, bisected, then described on the
 //! on-failure queue, and the records around them are projected.
 
-mod common;
-
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use ingest::{handler, Config, Ingester};
-use pipeline::pollers::{queue_depth, SqsPoller, StreamPoller};
-use pipeline::settings::Settings;
-use pipeline::streams::StreamReader;
+use localstack::pollers::{queue_depth, SqsPoller, StreamPoller};
+use localstack::settings::Settings;
+use localstack::streams::StreamReader;
+use localstack::testing::orders;
 use pipeline::target::Target;
 use schema::Registry;
 
@@ -24,7 +23,7 @@ async fn a_failing_message_is_retried_then_dead_lettered_and_the_rest_is_done() 
     let s3 = &t.clients.s3;
     // Two good uploads: the S3 notifications reach the ingest queue.
     for (i, key) in ["uploads/orders/a.csv", "uploads/orders/b.csv"].iter().enumerate() {
-        pipeline::upload::upload_bytes(s3, &d.names.bucket, key, common::orders(20, i as u64 + 1))
+        localstack::upload::upload_bytes(s3, &d.names.bucket, key, orders(20, i as u64 + 1))
             .await
             .unwrap();
     }
@@ -90,7 +89,7 @@ async fn a_failing_message_is_retried_then_dead_lettered_and_the_rest_is_done() 
     let bodies: Vec<_> = dead.messages().iter().filter_map(|m| m.body()).collect();
     assert_eq!(bodies, ["{\"Records\": \"not a list\"}"]);
     for key in ["uploads/orders/a.csv", "uploads/orders/b.csv"] {
-        let f = pipeline::run::file_summary(&t, key).await.unwrap();
+        let f = pipeline::queries::file_summary(&t, key).await.unwrap();
         assert_eq!((f.status.as_str(), f.accepted), ("complete", 20), "{key}");
     }
     t.close().await;
@@ -103,8 +102,8 @@ async fn stream_records_that_keep_failing_go_to_the_on_failure_queue() {
     let d = &t.deployment;
     // Ten events of a real file, and one event naming a dataset nobody
     // defines in the middle: the projector cannot fold it.
-    let bytes = common::orders(10, 7);
-    pipeline::upload::upload_bytes(&t.clients.s3, &d.names.bucket, "uploads/orders/c.csv", bytes)
+    let bytes = orders(10, 7);
+    localstack::upload::upload_bytes(&t.clients.s3, &d.names.bucket, "uploads/orders/c.csv", bytes)
         .await
         .unwrap();
     put_bad_event(&t).await;
@@ -123,7 +122,7 @@ async fn stream_records_that_keep_failing_go_to_the_on_failure_queue() {
         .poll_once(async |e| handler::handle_batch(&ingester, e, None).await, 1)
         .await
         .unwrap();
-    let mut settings = Settings::get().projector;
+    let mut settings = Settings::get().projector.mapping();
     settings.maximum_retry_attempts = 3;
     let reader = StreamReader::open(&t.clients.dynamodb, t.clients.streams.clone(), &d.names.events_table)
         .await
@@ -175,7 +174,7 @@ async fn stream_records_that_keep_failing_go_to_the_on_failure_queue() {
     assert_eq!(body["requestContext"]["condition"], "RetryAttemptsExhausted");
     assert_eq!(body["DDBStreamBatchInfo"]["batchSize"], 1);
     // Every good event was folded: the file's statistics are whole.
-    let rows = pipeline::ops::read_aggregates(&t.clients.dynamodb, &d.names.aggregates_table, Some("orders"))
+    let rows = pipeline::queries::read_aggregates(&t.clients.dynamodb, &d.names.aggregates_table, Some("orders"))
         .await
         .unwrap();
     let stats = rows.iter().find(|r| r.aggregate == "file_stats").unwrap();

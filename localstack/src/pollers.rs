@@ -22,7 +22,6 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
 };
 
-use crate::settings::ProjectorSettings;
 use crate::streams::StreamReader;
 
 /// An SQS event source mapping.
@@ -159,7 +158,7 @@ impl SqsPoller {
             .unwrap_or_default();
         out.event_source_arn = Some(self.queue_arn.clone());
         out.event_source = Some("aws:sqs".into());
-        out.aws_region = Some(crate::stack::REGION.into());
+        out.aws_region = Some(crate::identity::REGION.into());
         out
     }
 }
@@ -181,6 +180,40 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
     Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
+/// The settings of a DynamoDB stream event source mapping, as Lambda's
+/// `CreateEventSourceMapping` takes them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StreamMapping {
+    /// Records per invocation, at most.
+    pub batch_size: u32,
+    /// How long to gather records before invoking with fewer than a batch.
+    pub batching_window_seconds: u32,
+    /// Retries of a failing batch before its records are given up on.
+    pub maximum_retry_attempts: u32,
+    /// Records older than this are given up on.
+    pub maximum_record_age_seconds: u32,
+    /// Split a failing batch in two and retry each half.
+    pub bisect_batch_on_function_error: bool,
+    /// Filter patterns: a record is handed over when it matches one (none: all).
+    pub filters: Vec<serde_json::Value>,
+}
+
+/// Whether a stream record (in the JSON Lambda delivers) matches one of the
+/// filter patterns. Patterns as the mapping uses them: objects nest, and a
+/// leaf lists the values it accepts.
+pub fn matches_any(record: &serde_json::Value, patterns: &[serde_json::Value]) -> bool {
+    fn matches(v: &serde_json::Value, p: &serde_json::Value) -> bool {
+        match p {
+            serde_json::Value::Object(fields) => {
+                fields.iter().all(|(k, sub)| v.get(k).is_some_and(|x| matches(x, sub)))
+            }
+            serde_json::Value::Array(allowed) => allowed.contains(v),
+            other => other == v,
+        }
+    }
+    patterns.is_empty() || patterns.iter().any(|p| matches(record, p))
+}
+
 /// A DynamoDB stream event source mapping.
 pub struct StreamPoller {
     reader: StreamReader,
@@ -190,7 +223,7 @@ pub struct StreamPoller {
     buffered_since: Option<std::time::Instant>,
     /// Shard to the last sequence number handled (or given up on).
     handled: std::collections::HashMap<String, String>,
-    settings: ProjectorSettings,
+    settings: StreamMapping,
     sqs: aws_sdk_sqs::Client,
     on_failure_url: String,
     stream_arn: String,
@@ -210,12 +243,7 @@ pub struct StreamPoll {
 impl StreamPoller {
     /// A poller of `reader`'s stream with the mapping's settings, giving up
     /// on records by describing them on `on_failure_url`.
-    pub fn new(
-        reader: StreamReader,
-        settings: ProjectorSettings,
-        sqs: aws_sdk_sqs::Client,
-        on_failure_url: &str,
-    ) -> Self {
+    pub fn new(reader: StreamReader, settings: StreamMapping, sqs: aws_sdk_sqs::Client, on_failure_url: &str) -> Self {
         let stream_arn = reader.stream_arn().to_owned();
         StreamPoller {
             handled: reader.positions().clone(),
@@ -260,7 +288,7 @@ impl StreamPoller {
                     .into_iter()
                     .filter(|r| {
                         serde_json::to_value(r)
-                            .map(|v| crate::settings::matches_any(&v, &self.settings.filters))
+                            .map(|v| matches_any(&v, &self.settings.filters))
                             .unwrap_or(true)
                     })
                     .collect();

@@ -9,15 +9,15 @@ use std::str::FromStr;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{
-    batch, data, env, fail_transactions, notification, oracle, Cancelled, Env, FailAfter, LoseReplies, Pause,
-};
-use ingest::handler;
-use pipeline::resources;
-use pipeline::streams::StreamReader;
+use common::{data, env, Env};
+use localstack::clients::shared;
+use localstack::resources;
+use localstack::testing::{fail_transactions, oracle, Cancelled, FailAfter, Folded, LoseReplies, Pause};
+use projector::fold::FILE_STATS;
 use projector::project::Projector;
 use rust_decimal::Decimal;
 use schema::Registry;
+use schema::{AggregateItem, AggregatesKind};
 
 /// Aggregate pk -> measures, read back from the aggregates table.
 type Table = BTreeMap<String, BTreeMap<String, String>>;
@@ -26,64 +26,30 @@ async fn projector_on(env: &Env, fault: Option<FailAfter>) -> Projector {
     let table = env.names.aggregates_table.clone();
     resources::ensure_aggregates_table(&env.ddb, &table).await.unwrap();
     let ddb = match fault {
-        Some(f) => env.stack.dynamodb_with(|b| b.interceptor(f)),
-        None => env.stack.dynamodb(),
+        Some(f) => env.stack.clients_with(&[shared(f)]).dynamodb,
+        None => env.stack.clients().dynamodb,
     };
     Projector::new(ddb, table, &Registry::builtin())
 }
 
-async fn stream_batches(env: &Env, limit: i32) -> Vec<Vec<EventRecord>> {
-    let mut r = StreamReader::open(&env.ddb, env.stack.dynamodb_streams(), &env.names.events_table)
-        .await
-        .unwrap();
-    r.drain(limit).await.unwrap()
-}
-
 async fn aggregates(env: &Env, table: &str) -> Table {
     let mut out = Table::new();
-    let mut start = None;
-    loop {
-        let page = env
-            .ddb
-            .scan()
-            .table_name(table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        for item in page.items() {
-            if item.get("kind").and_then(|k| k.as_s().ok()).map(String::as_str) != Some("aggregate") {
-                continue;
-            }
-            let pk = item["pk"].as_s().unwrap().clone();
-            let m = item["measures"].as_m().unwrap();
-            out.insert(
-                pk,
-                m.iter().map(|(k, v)| (k.clone(), v.as_s().unwrap().clone())).collect(),
-            );
+    let mut items = env.ddb.scan().table_name(table).into_paginator().items().send();
+    while let Some(item) = items.next().await {
+        let item = item.unwrap();
+        if item.get("kind").and_then(|k| k.as_s().ok()).map(String::as_str) != Some(AggregatesKind::Aggregate.as_str())
+        {
+            continue;
         }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return out;
-        }
+        let a = AggregateItem::from_item(item).unwrap();
+        out.insert(a.pk, a.measures);
     }
+    out
 }
 
-async fn ingest_all(env: &Env, keys: &[&str]) {
-    let mut messages = Vec::new();
-    for key in keys {
-        env.put(key, &data(key)).await;
-        messages.push(notification(&format!("m-{key}"), env.bucket(), key));
-    }
-    for chunk in messages.chunks(10) {
-        let r = handler::handle_batch(&env.ingester, batch(chunk.to_vec()), None).await;
-        assert!(r.batch_item_failures.is_empty());
-    }
-}
-
-/// The aggregates table's key of a group (the layout `schema` writes).
+/// The aggregates table's key of an `orders` group.
 fn pk(aggregate: &str, values: &[String]) -> String {
-    format!("G#orders#{aggregate}#{}", serde_json::to_string(values).unwrap())
+    schema::keys::group_pk("orders", aggregate, values)
 }
 
 const DATA: &[&str] = &[
@@ -100,10 +66,13 @@ const DATA: &[&str] = &[
 
 /// Every typed aggregate of `table` equals the independent fold, group for
 /// group and measure for measure.
-fn assert_equals_oracle(got: &Table, want: &common::Folded, what: &str) {
+fn assert_equals_oracle(got: &Table, want: &Folded, what: &str) {
     let typed: BTreeMap<&String, &BTreeMap<String, String>> = got
         .iter()
-        .filter(|(k, _)| k.starts_with("G#orders#") && !k.contains("#file_stats#"))
+        .filter(|(k, _)| {
+            k.starts_with(&schema::keys::group_pk_prefix("orders", None))
+                && !k.starts_with(&schema::keys::group_pk_prefix("orders", Some(FILE_STATS)))
+        })
         .collect();
     assert_eq!(typed.len(), want.len(), "{what}: one aggregate item per group");
     for ((agg, values), measures) in want {
@@ -124,17 +93,20 @@ fn assert_equals_oracle(got: &Table, want: &common::Folded, what: &str) {
 #[tokio::test]
 async fn data_dir_aggregates_equal_an_independent_fold() {
     let env = env().await;
-    ingest_all(&env, DATA).await;
+    env.ingest_all(DATA).await;
     let want = oracle(DATA);
+    // Every line of data/, accepted or rejected, is one event.
+    let expected: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&data("expected.json")).unwrap();
+    let lines: u64 = expected.values().map(|f| f["rows"].as_u64().unwrap()).sum();
     assert!(want.len() > 500, "the fold covers data/: {} groups", want.len());
     let mut got = Table::new();
     let mut completed = Vec::new();
     for size in [1, 100, 1000] {
         let table = format!("aggregates-batch-{size}");
         resources::ensure_aggregates_table(&env.ddb, &table).await.unwrap();
-        let projector = Projector::new(env.stack.dynamodb(), table.clone(), &Registry::builtin());
+        let projector = Projector::new(env.stack.clients().dynamodb, table.clone(), &Registry::builtin());
         let (mut events, mut writes) = (0, 0);
-        for b in stream_batches(&env, size).await {
+        for b in env.stream_batches(size).await {
             let out = projector.project(&b).await.unwrap();
             events += out.applied;
             writes += out.writes;
@@ -143,7 +115,7 @@ async fn data_dir_aggregates_equal_an_independent_fold() {
                 completed.extend(out.completed.into_iter().map(|m| m.file_id));
             }
         }
-        assert_eq!(events, 4518, "batch size {size}: every line is folded once");
+        assert_eq!(events, lines, "batch size {size}: every line is folded once");
         println!(
             "writes per event at batch size {size}: {:.3}",
             writes as f64 / events as f64
@@ -160,7 +132,7 @@ async fn data_dir_aggregates_equal_an_independent_fold() {
         } else {
             "untyped"
         };
-        let stats = got.get(&format!("G#{ds}#file_stats#{}", serde_json::to_string(&[&id]).unwrap()));
+        let stats = got.get(&schema::keys::group_pk(ds, FILE_STATS, &[&id]));
         match stats {
             None => assert_eq!(want["rows"], 0, "{key} has lines but no statistics"),
             Some(s) => {
@@ -187,15 +159,15 @@ const FILES: &[&str] = &["orders/2024-q1-marketplace.csv", "orders/bad-lines.csv
 #[tokio::test]
 async fn replays_of_every_kind_stay_exact() {
     let env = env().await;
-    ingest_all(&env, FILES).await;
+    env.ingest_all(FILES).await;
     // Batches of 250 lines span several transactions (at most 100 items each).
-    let batches = stream_batches(&env, 250).await;
+    let batches = env.stream_batches(250).await;
     assert!(batches.len() >= 4, "{} batches", batches.len());
 
     // The clean projection, into its own table.
     let clean_table = "clean-aggregates";
     resources::ensure_aggregates_table(&env.ddb, clean_table).await.unwrap();
-    let clean = Projector::new(env.stack.dynamodb(), clean_table, &Registry::builtin());
+    let clean = Projector::new(env.stack.clients().dynamodb, clean_table, &Registry::builtin());
     for b in &batches {
         clean.project(b).await.unwrap();
     }
@@ -213,7 +185,7 @@ async fn replays_of_every_kind_stay_exact() {
     // 2. A crash after the first transaction of a batch, then the whole batch again.
     fault.arm(1);
     let err = p.project(&batches[1]).await.unwrap_err();
-    assert!(err.message.contains("injected failure"), "{err}");
+    assert!(err.message().contains("injected failure"), "{err}");
     assert!(
         err.done.transactions == 1 && err.failed_at > 0,
         "part of the batch was applied: {err}"
@@ -246,8 +218,8 @@ async fn replays_of_every_kind_stay_exact() {
 #[tokio::test]
 async fn bad_stream_records_are_batch_item_failures() {
     let env = env().await;
-    ingest_all(&env, &["orders/bad-lines.csv"]).await;
-    let batches = stream_batches(&env, 1000).await;
+    env.ingest_all(&["orders/bad-lines.csv"]).await;
+    let batches = env.stream_batches(1000).await;
     let records: Vec<EventRecord> = batches.concat();
     let is_event = |r: &EventRecord| {
         r.change
@@ -277,14 +249,14 @@ async fn bad_stream_records_are_batch_item_failures() {
         batch.extend(records[at..].iter().cloned());
         let err = p.project(&batch).await.unwrap_err();
         assert_eq!(err.failed_at, at, "{err}");
-        assert!(err.message.contains(want), "{err}");
+        assert!(err.message().contains(want), "{err}");
     }
 }
 
 /// A projection into a fresh table of `FILES`' batches, done cleanly.
 async fn clean_projection(env: &Env, batches: &[Vec<EventRecord>], table: &str) -> Table {
     resources::ensure_aggregates_table(&env.ddb, table).await.unwrap();
-    let clean = Projector::new(env.stack.dynamodb(), table, &Registry::builtin());
+    let clean = Projector::new(env.stack.clients().dynamodb, table, &Registry::builtin());
     for b in batches {
         clean.project(b).await.unwrap();
     }
@@ -298,8 +270,8 @@ async fn clean_projection(env: &Env, batches: &[Vec<EventRecord>], table: &str) 
 #[tokio::test]
 async fn lost_replies_and_bisection_after_a_partial_commit_stay_exact() {
     let env = env().await;
-    ingest_all(&env, FILES).await;
-    let batches = stream_batches(&env, 250).await;
+    env.ingest_all(FILES).await;
+    let batches = env.stream_batches(250).await;
     let want = clean_projection(&env, &batches, "clean-aggregates").await;
 
     let lose = LoseReplies::disarmed();
@@ -308,14 +280,14 @@ async fn lost_replies_and_bisection_after_a_partial_commit_stay_exact() {
         .await
         .unwrap();
     let (l, c) = (lose.clone(), cut.clone());
-    let ddb = env.stack.dynamodb_with(|b| b.interceptor(l).interceptor(c));
+    let ddb = env.stack.clients_with(&[shared(l), shared(c)]).dynamodb;
     let p = Projector::new(ddb, env.names.aggregates_table.clone(), &Registry::builtin());
 
     // 1. The second transaction of a batch commits, and its reply is lost.
     lose.arm(1);
     let err = p.project(&batches[0]).await.unwrap_err();
     assert!(
-        err.message.contains("reply to a committed transaction was lost"),
+        err.message().contains("reply to a committed transaction was lost"),
         "{err}"
     );
     assert_eq!(lose.lost.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -359,8 +331,8 @@ async fn lost_replies_and_bisection_after_a_partial_commit_stay_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_projectors_on_the_same_groups_stay_exact() {
     let env = env().await;
-    ingest_all(&env, FILES).await;
-    let batches = stream_batches(&env, 250).await;
+    env.ingest_all(FILES).await;
+    let batches = env.stream_batches(250).await;
     let want = clean_projection(&env, &batches, "clean-aggregates").await;
     let table = env.names.aggregates_table.clone();
     resources::ensure_aggregates_table(&env.ddb, &table).await.unwrap();
@@ -368,11 +340,11 @@ async fn two_projectors_on_the_same_groups_stay_exact() {
     let (pause, cancelled) = (Pause::default(), Cancelled::default());
     let (pa, ca) = (pause.clone(), cancelled.clone());
     let slow = Projector::new(
-        env.stack.dynamodb_with(|b| b.interceptor(pa).interceptor(ca)),
+        env.stack.clients_with(&[shared(pa), shared(ca)]).dynamodb,
         table.clone(),
         &Registry::builtin(),
     );
-    let fast = Projector::new(env.stack.dynamodb(), table.clone(), &Registry::builtin());
+    let fast = Projector::new(env.stack.clients().dynamodb, table.clone(), &Registry::builtin());
 
     pause.arm();
     let batch = batches[0].clone();

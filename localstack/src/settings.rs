@@ -8,9 +8,6 @@ use std::collections::BTreeMap;
 /// The file, as compiled in.
 pub const SETTINGS_JSON: &str = include_str!("../../terraform/settings.json");
 
-/// The account id the local stack reports (what awsim's SQS puts in ARNs).
-pub const LOCAL_ACCOUNT: &str = "000000000000";
-
 /// Everything both sides read.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -74,6 +71,20 @@ pub struct ProjectorSettings {
     pub filters: Vec<serde_json::Value>,
 }
 
+impl ProjectorSettings {
+    /// The stream mapping's settings, for the local poller.
+    pub fn mapping(&self) -> crate::pollers::StreamMapping {
+        crate::pollers::StreamMapping {
+            batch_size: self.batch_size,
+            batching_window_seconds: self.batching_window_seconds,
+            maximum_retry_attempts: self.maximum_retry_attempts,
+            maximum_record_age_seconds: self.maximum_record_age_seconds,
+            bisect_batch_on_function_error: self.bisect_batch_on_function_error,
+            filters: self.filters.clone(),
+        }
+    }
+}
+
 /// The feed queue.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FeedSettings {
@@ -91,17 +102,6 @@ impl Settings {
 }
 
 impl Settings {
-    /// The ingest configuration the deployment runs with, for `names`.
-    pub fn ingest_config(&self, names: &Names) -> anyhow::Result<ingest::Config> {
-        let env = &self.ingest.environment;
-        ingest::Config::from_lookup(|k| match k {
-            "EVENTS_TABLE" => Some(names.events_table.clone()),
-            "UPLOAD_PREFIX" => Some(names.upload_prefix.clone()),
-            _ => env.get(k).cloned(),
-        })
-        .map_err(|e| anyhow::anyhow!("terraform/settings.json: {e}"))
-    }
-
     /// The environment `terraform/lambda.tf` gives the ingest function.
     pub fn ingest_environment(&self, names: &Names) -> BTreeMap<String, String> {
         let mut env = self.ingest.environment.clone();
@@ -119,22 +119,6 @@ impl Settings {
             ("RUST_LOG".into(), "info".into()),
         ])
     }
-}
-
-/// Whether a stream record (in the JSON Lambda delivers) matches one of the
-/// filter patterns. Patterns as the mapping uses them: objects nest, and a
-/// leaf lists the values it accepts.
-pub fn matches_any(record: &serde_json::Value, patterns: &[serde_json::Value]) -> bool {
-    fn matches(v: &serde_json::Value, p: &serde_json::Value) -> bool {
-        match p {
-            serde_json::Value::Object(fields) => {
-                fields.iter().all(|(k, sub)| v.get(k).is_some_and(|x| matches(x, sub)))
-            }
-            serde_json::Value::Array(allowed) => allowed.contains(v),
-            other => other == v,
-        }
-    }
-    patterns.is_empty() || patterns.iter().any(|p| matches(record, p))
 }
 
 /// Names of the deployed resources.
@@ -181,7 +165,7 @@ impl Names {
 
     /// The local stack's names.
     pub fn local() -> Names {
-        Names::for_account(&Settings::get(), LOCAL_ACCOUNT)
+        Names::for_account(&Settings::get(), crate::identity::ACCOUNT)
     }
 
     /// The names in `terraform output -json`.
@@ -224,20 +208,21 @@ mod tests {
         assert!(s.upload_prefix.ends_with('/') && s.upload_suffix.starts_with('.'));
         let n = Names::local();
         assert_eq!(n.bucket, "csv-pipeline-uploads-000000000000");
-        let c = s.ingest_config(&n).unwrap();
+        let env = s.ingest_environment(&n);
         assert_eq!(
-            (c.events_table.as_str(), c.upload_prefix.as_str()),
+            (env["EVENTS_TABLE"].as_str(), env["UPLOAD_PREFIX"].as_str()),
             ("csv-pipeline-events", "uploads/")
         );
         assert_eq!(
-            c.lease.as_secs(),
-            u64::from(s.ingest.timeout_seconds),
+            env["LEASE_SECONDS"].parse::<u32>().unwrap(),
+            s.ingest.timeout_seconds,
             "a lease outlives one invocation"
         );
     }
 
     #[test]
     fn filters_admit_line_events_and_final_manifests_only() {
+        use crate::pollers::matches_any;
         let f = Settings::get().projector.filters;
         let rec = |name: &str, kind: &str, status: Option<&str>| {
             let mut image = serde_json::json!({ "kind": { "S": kind } });

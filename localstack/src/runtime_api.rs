@@ -217,11 +217,8 @@ impl Function {
         name: &str,
         env: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self> {
-        let region = crate::stack::REGION;
-        let arn = format!(
-            "arn:aws:lambda:{region}:{}:function:{name}",
-            crate::settings::LOCAL_ACCOUNT
-        );
+        let region = crate::identity::REGION;
+        let arn = format!("arn:aws:lambda:{region}:{}:function:{name}", crate::identity::ACCOUNT);
         let api = RuntimeApi::start(&arn).await?;
         let log = std::env::temp_dir().join(format!("{name}-{}.log", api.addr.port()));
         let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;

@@ -121,7 +121,7 @@ impl StreamReader {
 
 fn convert(arn: &str, r: &aws_sdk_dynamodbstreams::types::Record) -> EventRecord {
     let mut e = EventRecord::default();
-    e.aws_region = crate::stack::REGION.to_owned();
+    e.aws_region = crate::identity::REGION.to_owned();
     e.event_id = r.event_id().unwrap_or_default().to_owned();
     e.event_name = r.event_name().map(|n| n.as_str().to_owned()).unwrap_or_default();
     e.event_source = Some("aws:dynamodb".to_owned());

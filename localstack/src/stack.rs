@@ -14,22 +14,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::clients::{Clients, Endpoints};
+use crate::identity::{ACCESS_KEY, ACCOUNT, REGION, SECRET_KEY};
 use crate::notify::{Notifier, NotifyingS3};
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use awsim_core::ServiceHandler;
-
-/// Access key the emulators accept (any SDK can use it).
-pub const ACCESS_KEY: &str = "local";
-/// Secret key the emulators accept.
-pub const SECRET_KEY: &str = "localsecret";
-/// Region of the local stack.
-pub const REGION: &str = "us-east-1";
 
 /// Where the stack keeps its state.
 #[derive(Debug, Clone)]
@@ -139,7 +134,8 @@ impl LocalStack {
             tasks,
             _tmp: tmp,
         };
-        stack.notifier.set_clients(stack.s3(), stack.sqs());
+        let clients = stack.clients();
+        stack.notifier.set_clients(clients.s3, clients.sqs);
         Ok(stack)
     }
 
@@ -167,50 +163,26 @@ impl LocalStack {
 
     /// SDK configuration with the stack's credentials and region (no endpoint).
     pub fn sdk_config(&self) -> SdkConfig {
-        local_sdk_config()
+        crate::identity::sdk_config()
     }
 
-    /// A DynamoDB client on the emulator.
-    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        self.dynamodb_with(|b| b)
+    /// Where each emulator listens.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            s3: Some(self.s3_endpoint.clone()),
+            dynamodb: Some(self.dynamodb_endpoint.clone()),
+            sqs: Some(self.sqs_endpoint.clone()),
+        }
     }
 
-    /// A DynamoDB client on the emulator, with extra configuration (interceptors in tests).
-    pub fn dynamodb_with(
-        &self,
-        f: impl FnOnce(aws_sdk_dynamodb::config::Builder) -> aws_sdk_dynamodb::config::Builder,
-    ) -> aws_sdk_dynamodb::Client {
-        let b = aws_sdk_dynamodb::config::Builder::from(&self.sdk_config()).endpoint_url(&self.dynamodb_endpoint);
-        aws_sdk_dynamodb::Client::from_conf(f(b).build())
+    /// Clients on the emulators.
+    pub fn clients(&self) -> Clients {
+        self.clients_with(&[])
     }
 
-    /// A DynamoDB Streams client on the emulator.
-    pub fn dynamodb_streams(&self) -> aws_sdk_dynamodbstreams::Client {
-        let b =
-            aws_sdk_dynamodbstreams::config::Builder::from(&self.sdk_config()).endpoint_url(&self.dynamodb_endpoint);
-        aws_sdk_dynamodbstreams::Client::from_conf(b.build())
-    }
-
-    /// An SQS client on the emulator.
-    pub fn sqs(&self) -> aws_sdk_sqs::Client {
-        let b = aws_sdk_sqs::config::Builder::from(&self.sdk_config()).endpoint_url(&self.sqs_endpoint);
-        aws_sdk_sqs::Client::from_conf(b.build())
-    }
-
-    /// An S3 client on the emulator (path-style addressing).
-    pub fn s3(&self) -> aws_sdk_s3::Client {
-        self.s3_with(|b| b)
-    }
-
-    /// An S3 client on the emulator, with extra configuration.
-    pub fn s3_with(
-        &self,
-        f: impl FnOnce(aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder,
-    ) -> aws_sdk_s3::Client {
-        let b = aws_sdk_s3::config::Builder::from(&self.sdk_config())
-            .endpoint_url(&self.s3_endpoint)
-            .force_path_style(true);
-        aws_sdk_s3::Client::from_conf(f(b).build())
+    /// Clients on the emulators, each with `interceptors` (counters, faults).
+    pub fn clients_with(&self, interceptors: &[SharedInterceptor]) -> Clients {
+        Clients::build(&self.sdk_config(), &self.endpoints(), interceptors)
     }
 
     /// Stop the servers and wait for them.
@@ -248,17 +220,6 @@ fn index_stream_records(path: &Path) -> Result<()> {
     )
     .with_context(|| format!("indexing the stream records of {}", path.display()))?;
     Ok(())
-}
-
-/// SDK configuration with the local stack's credentials and region (no endpoint).
-pub fn local_sdk_config() -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-            Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "local-stack"),
-        ))
-        .build()
 }
 
 async fn bind(port: u16) -> Result<TcpListener> {
@@ -306,7 +267,7 @@ async fn serve_s3(listener: TcpListener, root: PathBuf, notifier: Arc<Notifier>,
 /// SQS: `awsim-sqs` behind `awsim-core`'s gateway, served by axum. Its state
 /// is in memory, saved to the state directory as a snapshot.
 async fn serve_sqs(listener: TcpListener, service: Arc<awsim_sqs::SqsService>, mut stop: watch::Receiver<bool>) {
-    let mut state = awsim_core::AppState::new(REGION.to_owned(), crate::settings::LOCAL_ACCOUNT.to_owned());
+    let mut state = awsim_core::AppState::new(REGION.to_owned(), ACCOUNT.to_owned());
     state.register(service, Vec::new());
     let app = axum::Router::new()
         .fallback(awsim_core::gateway::handle_request)
@@ -349,23 +310,36 @@ fn s3_service(root: &Path) -> Result<s3s::service::S3Service> {
     Ok(b.build())
 }
 
-/// Clients from the standard AWS environment (`AWS_ENDPOINT_URL*`, profiles,
-/// region): a `pipeline up` stack, LocalStack, or a real account. S3 uses
-/// path-style addressing when an endpoint is overridden. Requests are counted.
-pub async fn env_clients(counter: &crate::metrics::RequestCounter) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client) {
-    let conf = aws_config::load_from_env().await;
-    let overridden =
-        std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(overridden)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&conf)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    (s3, ddb)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The indexes name columns of dynoxide's private `_stream_records`
+    /// table; dynoxide-rs is pinned to the version they were written for.
+    /// This fails loudly if a new version changes that table.
+    #[test]
+    fn dynoxides_stream_table_has_the_indexed_columns() {
+        let dir = std::env::temp_dir().join(format!("localstack-shape-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("dynamodb.sqlite");
+        let db = dynoxide::Database::new(path.to_str().unwrap()).unwrap();
+        drop(db);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info('_stream_records')")
+            .unwrap();
+        let columns: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for c in ["table_name", "shard_id", "sequence_number"] {
+            assert!(
+                columns.iter().any(|x| x == c),
+                "dynoxide's _stream_records has no {c} column ({columns:?}): re-check index_stream_records"
+            );
+        }
+        index_stream_records(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

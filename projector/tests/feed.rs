@@ -6,10 +6,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
-use common::{batch, data, env, notification, Env, FailSends};
-use ingest::handler as ingest_handler;
-use pipeline::resources;
-use pipeline::streams::StreamReader;
+use common::{data, env, Env};
+use localstack::clients::shared;
+use localstack::resources;
+use localstack::streams::StreamReader;
+use localstack::testing::FailSends;
 use projector::feed::Feed;
 use projector::handler::handle_batch;
 use projector::project::Projector;
@@ -27,34 +28,16 @@ struct Setup {
 
 async fn setup(keys: &[&str]) -> Setup {
     let env = env().await;
-    let mut messages = Vec::new();
-    for key in keys {
-        env.put(key, &data(key)).await;
-        messages.push(notification(key, env.bucket(), key));
-    }
-    for chunk in messages.chunks(10) {
-        let r = ingest_handler::handle_batch(&env.ingester, batch(chunk.to_vec()), None).await;
-        assert!(r.batch_item_failures.is_empty());
-    }
-    resources::ensure_aggregates_table(&env.ddb, &env.names.aggregates_table)
-        .await
-        .unwrap();
-    let sqs = env.stack.sqs();
+    env.ingest_all(keys).await;
+    let sqs = env.stack.clients().sqs;
     let queue_url = resources::ensure_queue_with_dlq(&sqs, &env.names.feed_queue, &env.names.feed_dlq, 5)
         .await
         .unwrap();
     let fail = FailSends::default();
-    let failing_sqs = {
-        let f = fail.clone();
-        let conf = aws_sdk_sqs::config::Builder::from(&env.stack.sdk_config())
-            .endpoint_url(&env.stack.sqs_endpoint)
-            .interceptor(f)
-            .build();
-        aws_sdk_sqs::Client::from_conf(conf)
-    };
+    let failing_sqs = env.stack.clients_with(&[shared(fail.clone())]).sqs;
     Setup {
         projector: Projector::new(
-            env.stack.dynamodb(),
+            env.stack.clients().dynamodb,
             env.names.aggregates_table.clone(),
             &Registry::builtin(),
         ),
@@ -67,7 +50,7 @@ async fn setup(keys: &[&str]) -> Setup {
 }
 
 async fn batches(env: &Env, limit: i32) -> Vec<Vec<EventRecord>> {
-    StreamReader::open(&env.ddb, env.stack.dynamodb_streams(), &env.names.events_table)
+    StreamReader::open(&env.ddb, env.stack.clients().streams, &env.names.events_table)
         .await
         .unwrap()
         .drain(limit)
@@ -84,7 +67,7 @@ fn event(records: &[EventRecord]) -> Event {
 /// Everything on the queue, deleted as it is read (a real consumer), with the
 /// `type` attribute of each.
 async fn consume(s: &Setup) -> Vec<(serde_json::Value, String)> {
-    let sqs = s.env.stack.sqs();
+    let sqs = s.env.stack.clients().sqs;
     let mut out = Vec::new();
     loop {
         let r = sqs
@@ -178,34 +161,23 @@ async fn every_message_validates_and_the_feed_matches_the_aggregates() {
     }
     // The latest version of each group on the feed is the group's state in the table.
     let table = s.env.names.aggregates_table.clone();
-    let items = s.env.ddb.scan().table_name(&table).send().await.unwrap();
+    let mut items = s.env.ddb.scan().table_name(&table).into_paginator().items().send();
     let mut groups = 0;
-    for item in items
-        .items()
-        .iter()
-        .filter(|i| i["kind"].as_s().unwrap() == "aggregate")
-    {
+    while let Some(item) = items.next().await {
+        let item = item.unwrap();
+        if item["kind"].as_s().unwrap() != schema::AggregatesKind::Aggregate.as_str() {
+            continue;
+        }
+        let a = schema::AggregateItem::from_item(item).unwrap();
         groups += 1;
-        let group: BTreeMap<String, String> = item["group"]
-            .as_m()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
-            .collect();
         let k = (
-            item["dataset"].as_s().unwrap().clone(),
-            item["aggregate"].as_s().unwrap().clone(),
-            serde_json::to_string(&group).unwrap(),
+            a.dataset.clone(),
+            a.aggregate.clone(),
+            serde_json::to_string(&a.group).unwrap(),
         );
         let (version, values) = latest.get(&k).unwrap_or_else(|| panic!("{k:?} never announced"));
-        assert_eq!(item["version"].as_n().unwrap(), &version.to_string());
-        let stored: BTreeMap<String, String> = item["measures"]
-            .as_m()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_s().unwrap().clone()))
-            .collect();
-        assert_eq!(&stored, values, "{k:?}");
+        assert_eq!(a.version, *version);
+        assert_eq!(&a.measures, values, "{k:?}");
     }
     assert_eq!(groups, latest.len());
 }

@@ -4,7 +4,7 @@
 //! On the local stack (and on a deployment with `--local-handlers`), this
 //! process stands in for Lambda: the ingest queue's notifications and the
 //! events stream are polled with the event source mappings' semantics
-//! ([`crate::pollers`]) and handed to the same library handlers the Lambdas
+//! ([`localstack::pollers`]) and handed to the same library handlers the Lambdas
 //! run. On a deployment without it, the Lambdas do the work and this waits
 //! for the files' manifests.
 
@@ -15,45 +15,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use ingest::{handler, Ingester};
-use schema::items::{FileStatus, Manifest, UploadOutcome};
 use schema::Registry;
 use serde::Serialize;
 
-use crate::clients::{Clients, Observers};
-use crate::metrics::{CallRecorder, RequestCounter};
-use crate::ops::{self, AggregateRow};
-use crate::pollers::{queue_depth, SqsPoller, StreamPoller};
-use crate::settings::Settings;
-use crate::streams::StreamReader;
+use crate::queries::{self, file_summary, AggregateRow, FileSummary};
 use crate::target::Target;
+use localstack::clients::{shared, Clients};
+use localstack::metrics::{CallRecorder, RequestCounter};
+use localstack::pollers::{queue_depth, SqsPoller, StreamPoller};
+use localstack::settings::{Names, Settings};
+use localstack::streams::StreamReader;
 use projector::feed::Feed;
 use projector::project::Projector;
-
-/// One file's outcome in a run.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct FileSummary {
-    /// Object key.
-    pub key: String,
-    /// Content id.
-    pub file_id: String,
-    /// New content or a duplicate of content seen before.
-    pub outcome: UploadOutcome,
-    /// The manifest's status.
-    pub status: FileStatus,
-    /// Lines.
-    pub rows: u64,
-    /// Accepted lines.
-    pub accepted: u64,
-    /// Rejected lines.
-    pub rejected: u64,
-    /// Events the ingest of this content wrote (0 for a duplicate upload).
-    pub written: u64,
-    /// Lines whose event was already in the store when the ingest reached
-    /// them (a retried or resumed ingest).
-    pub already_present: u64,
-    /// Why the file failed.
-    pub reason: Option<String>,
-}
 
 /// What a run did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -122,20 +95,22 @@ impl HandlerClients {
             .record_calls
             .as_ref()
             .map(|_| (CallRecorder::default(), CallRecorder::default()));
-        let observe = |counter: Option<&RequestCounter>, r: Option<&CallRecorder>| Observers {
-            counter: counter.cloned(),
-            recorder: r.cloned(),
+        let observe = |counter: Option<&RequestCounter>, r: Option<&CallRecorder>| {
+            let mut all = Vec::new();
+            all.extend(counter.cloned().map(shared));
+            all.extend(r.cloned().map(shared));
+            all
         };
         let ingest = target
             .handler_clients(
                 opts.ingest_role.as_deref(),
-                observe(Some(counter), recorders.as_ref().map(|r| &r.0)),
+                &observe(Some(counter), recorders.as_ref().map(|r| &r.0)),
             )
             .await;
         let projector = target
             .handler_clients(
                 opts.projector_role.as_deref(),
-                observe(None, recorders.as_ref().map(|r| &r.1)),
+                &observe(None, recorders.as_ref().map(|r| &r.1)),
             )
             .await;
         HandlerClients {
@@ -242,7 +217,7 @@ pub async fn upload(target: &Target, paths: &[PathBuf], progress: bool) -> Resul
     for (path, rel) in files {
         let key = format!("{}{rel}", names.upload_prefix);
         pb.set_message(key.clone());
-        crate::upload::upload_file(&target.clients.s3, &names.bucket, &key, &path).await?;
+        localstack::upload::upload_file(&target.clients.s3, &names.bucket, &key, &path).await?;
         pb.inc(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
         keys.push(key);
     }
@@ -289,7 +264,7 @@ pub async fn run(target: &Target, opts: &RunOptions) -> Result<RunSummary> {
         events_projected: totals.applied,
         aggregates_changed: totals.groups,
         feed_messages: totals.feed,
-        aggregates: ops::read_aggregates(&target.clients.dynamodb, &d.names.aggregates_table, None).await?,
+        aggregates: queries::read_aggregates(&target.clients.dynamodb, &d.names.aggregates_table, None).await?,
         dynamodb_requests: counter.service("DynamoDB"),
         s3_requests: counter.service("S3"),
         failed_messages: totals.failed,
@@ -331,7 +306,7 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
         ic.s3.clone(),
         ic.dynamodb.clone(),
         Registry::builtin(),
-        settings.ingest_config(&d.names)?,
+        ingest_config(&settings, &d.names)?,
     );
     // The pollers act with the function's role, as the event source mappings do.
     let mut sqs_poller = SqsPoller::new(ic.sqs.clone(), &d.ingest_queue_url, settings.ingest.batch_size).await?;
@@ -364,7 +339,7 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
     .await?;
     let mut stream = StreamPoller::new(
         reader,
-        settings.projector.clone(),
+        settings.projector.mapping(),
         pc.sqs.clone(),
         &d.projector_failures_url,
     );
@@ -487,36 +462,9 @@ async fn wait_final(target: &Target, keys: &[String], opts: &RunOptions) -> Resu
     Ok(())
 }
 
-/// The upload record and manifest of `key`, as a summary.
-pub async fn file_summary(target: &Target, key: &str) -> Result<FileSummary> {
-    let names = &target.deployment.names;
-    let upload = ops::get_item(
-        &target.clients.dynamodb,
-        &names.events_table,
-        schema::keys::upload_pk(&names.bucket, key),
-    )
-    .await?
-    .with_context(|| format!("no upload record for {key}: it has not been ingested (yet)"))?;
-    let upload: schema::Upload = serde_dynamo::from_item(upload)?;
-    let manifest = ops::get_item(
-        &target.clients.dynamodb,
-        &names.events_table,
-        schema::keys::manifest_pk(&upload.file_id),
-    )
-    .await?
-    .with_context(|| format!("no manifest for {key}"))?;
-    let m: Manifest = serde_dynamo::from_item(manifest)?;
-    let dup = upload.outcome == UploadOutcome::Duplicate;
-    Ok(FileSummary {
-        key: key.to_owned(),
-        file_id: m.file_id,
-        outcome: upload.outcome,
-        status: m.status,
-        rows: m.rows,
-        accepted: m.accepted,
-        rejected: m.rejected,
-        written: if dup { 0 } else { m.written },
-        already_present: if dup { 0 } else { m.already_present },
-        reason: m.reason,
-    })
+/// The ingest configuration the deployment runs with: the environment
+/// `terraform/lambda.tf` gives the function, read as the function reads it.
+pub fn ingest_config(settings: &Settings, names: &Names) -> Result<ingest::Config> {
+    let env = settings.ingest_environment(names);
+    ingest::Config::from_lookup(|k| env.get(k).cloned()).context("terraform/settings.json")
 }

@@ -1,0 +1,39 @@
+//! `pipeline bench`: end-to-end measurements on the local stack.
+
+use std::path::Path;
+
+use anyhow::Result;
+use tokio::runtime::Runtime;
+
+use crate::cli::BenchWhat;
+
+pub(super) fn exec(rt: &Runtime, what: BenchWhat, json: bool, dir: &Path, external: bool) -> Result<i32> {
+    let _ = std::fs::remove_dir_all(dir);
+    let target = if external {
+        crate::bench::Target::External
+    } else {
+        crate::bench::Target::InProcess
+    };
+    let out = rt.block_on(async {
+        match what {
+            BenchWhat::Ingest { lines, concurrency } => {
+                serde_json::to_value(crate::bench::ingest(dir, lines, concurrency, target).await?)
+            }
+            BenchWhat::Project { data, batch_size } => {
+                serde_json::to_value(crate::bench::project(&data, batch_size).await?)
+            }
+            BenchWhat::Read { size_mb } => serde_json::to_value(crate::bench::read(dir, size_mb, target).await?),
+        }
+        .map_err(anyhow::Error::from)
+    });
+    let _ = std::fs::remove_dir_all(dir);
+    let out = out?;
+    if json {
+        println!("{out}");
+    } else if let Some(map) = out.as_object() {
+        for (k, v) in map {
+            println!("{k:>30}: {v}");
+        }
+    }
+    Ok(0)
+}

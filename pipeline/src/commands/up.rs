@@ -1,0 +1,50 @@
+//! `pipeline up`: serve the local stack on fixed ports until Ctrl-C, for any
+//! AWS SDK or CLI, with the pipeline running on it.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use localstack::identity::{ACCESS_KEY, REGION, SECRET_KEY};
+use localstack::{LocalStack, Ports, State};
+
+use crate::target::Target;
+
+/// Serve the stack on `ports` with the pipeline running on it, until Ctrl-C.
+pub(super) async fn serve(state: PathBuf, ports: Ports) -> Result<()> {
+    let mut stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
+    stack.save_sqs_every(std::time::Duration::from_secs(30));
+    let target = Target::on_stack(stack, &state).await?;
+    let stack = target.stack.as_ref().expect("embedded");
+    let up = crate::target::UpFile {
+        dynamodb: stack.dynamodb_endpoint.clone(),
+        s3: stack.s3_endpoint.clone(),
+        sqs: stack.sqs_endpoint.clone(),
+        pid: std::process::id(),
+    };
+    let up_file = crate::target::up_file(&state);
+    std::fs::write(&up_file, serde_json::to_vec_pretty(&up)?)?;
+    let d = &target.deployment;
+    println!("local stack up, state in {}", state.display());
+    println!("  DynamoDB + Streams  {}", up.dynamodb);
+    println!("  S3                  {}", up.s3);
+    println!("  SQS                 {}", up.sqs);
+    println!(
+        "  upload to s3://{}/{}<dataset>/<file>.csv (path-style addressing)",
+        d.names.bucket, d.names.upload_prefix
+    );
+    println!("  feed queue {}", d.feed_queue_url);
+    println!("\nThe ingest and projector run here, on the queue and the stream. For any AWS SDK or CLI:\n");
+    println!("export AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_REGION={REGION}");
+    println!(
+        "export AWS_ENDPOINT_URL_DYNAMODB={0} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={0} AWS_ENDPOINT_URL_S3={1} AWS_ENDPOINT_URL_SQS={2}",
+        up.dynamodb, up.s3, up.sqs
+    );
+    println!("\nOther `pipeline` commands in this directory use this stack. Ctrl-C stops it.");
+    let served = tokio::select! {
+        r = crate::pump::serve(&target) => r,
+        r = tokio::signal::ctrl_c() => r.map_err(anyhow::Error::from),
+    };
+    let _ = std::fs::remove_file(&up_file);
+    target.close().await;
+    served
+}
