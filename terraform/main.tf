@@ -1,4 +1,4 @@
-# Settings shared with the local stack (pipeline/src/settings.rs compiles the
+# Settings shared with the local stack (localstack/src/settings.rs compiles the
 # same file in): names, batch sizes, timeouts, retries, filters.
 locals {
   settings = jsondecode(file("${path.module}/settings.json"))

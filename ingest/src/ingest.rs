@@ -208,7 +208,7 @@ impl Ingester {
         let file_id = format!("gone-{}", hex::encode(&h.finalize()[..16]));
         let now = now_str();
         let dataset = self.registry.route(self.config.dataset_key(&obj.key));
-        let reason = "object no longer exists: it was deleted or replaced before it could be read".to_owned();
+        let reason = "object no longer exists: the notified version was deleted (or, without versioning, the key replaced) before it could be read".to_owned();
         let mut m = Manifest::new(&file_id, &dataset.name, dataset.version, &obj.bucket, &obj.key, 0, &now);
         m.status = FileStatus::Failed;
         m.reason = Some(reason.clone());
@@ -282,7 +282,7 @@ impl Ingester {
         let body = match object::get(&self.s3, obj, from).await? {
             Ok(o) => o.body,
             Err(Gone) => {
-                let reason = "object no longer exists: it was deleted or replaced while being read".to_owned();
+                let reason = "object no longer exists: the notified version was deleted (or, without versioning, the key replaced) while being read".to_owned();
                 self.store
                     .finish(&file_id, FileStatus::Failed, Some(&reason), &progress, &now_str())
                     .await?;

@@ -18,9 +18,20 @@ pub struct Head {
     pub file_id: Option<String>,
 }
 
-/// The object is gone (deleted or overwritten by a newer version before we read it).
+/// The object (the version the notification named) is gone: deleted
+/// before it was read.
 #[derive(Debug)]
 pub struct Gone;
+
+/// Whether S3's answer to a read of a named version says it no longer exists:
+/// 404 (`NoSuchKey`, `NoSuchVersion`, or a HEAD's bodiless `NotFound`), or
+/// 405, which S3 answers when the version named is a delete marker. A 403
+/// stays an error: without `s3:ListBucket` S3 also answers 403 for a missing
+/// object, but a 403 is just as likely a real denial, which must not be
+/// recorded as a failed file.
+fn is_gone(status: u16, code: Option<&str>) -> bool {
+    matches!(status, 404 | 405) || matches!(code, Some("NoSuchKey" | "NoSuchVersion" | "NotFound"))
+}
 
 fn s3_err<'a, E, R>(obj: &'a ObjectRef, operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> IngestError + 'a
 where
@@ -48,7 +59,7 @@ pub async fn head(s3: &Client, obj: &ObjectRef) -> Result<Result<Head, Gone>, In
         .await;
     let out = match res {
         Ok(o) => o,
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => return Ok(Err(Gone)),
+        Err(e) if gone(&e) => return Ok(Err(Gone)),
         Err(e) => return Err(s3_err(obj, "HeadObject")(e)),
     };
     let whole = !matches!(out.checksum_type(), Some(ChecksumType::Composite));
@@ -77,9 +88,15 @@ pub async fn get(s3: &Client, obj: &ObjectRef, from_byte: u64) -> Result<Result<
         .await;
     match res {
         Ok(o) => Ok(Ok(o)),
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(Err(Gone)),
+        Err(e) if gone(&e) => Ok(Err(Gone)),
         Err(e) => Err(s3_err(obj, "GetObject")(e)),
     }
+}
+
+fn gone<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.as_service_error().and_then(|se| se.code());
+    status.is_some_and(|s| is_gone(s, code)) || code.is_some_and(|c| is_gone(0, Some(c)))
 }
 
 /// Read the whole object once to hash it, for objects S3 holds no SHA-256 of.
@@ -99,4 +116,30 @@ pub async fn hash(s3: &Client, obj: &ObjectRef) -> Result<Result<String, Gone>, 
         hasher.update(&chunk);
     }
     Ok(Ok(schema::keys::file_id_from_digest(&hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_gone;
+
+    #[test]
+    fn what_says_the_notified_version_is_gone() {
+        for (status, code) in [
+            (404, Some("NoSuchKey")),
+            (404, Some("NoSuchVersion")),
+            (404, None),
+            (405, Some("MethodNotAllowed")),
+            (0, Some("NoSuchVersion")),
+        ] {
+            assert!(is_gone(status, code), "{status} {code:?}");
+        }
+        for (status, code) in [
+            (403, Some("AccessDenied")),
+            (403, None),
+            (500, Some("InternalError")),
+            (503, None),
+        ] {
+            assert!(!is_gone(status, code), "{status} {code:?}");
+        }
+    }
 }

@@ -14,6 +14,7 @@
 //! * [`resources`]: the tables, bucket and queues, created as Terraform creates them.
 //! * [`streams`]: a table's stream through the DynamoDB Streams API, as Lambda events.
 //! * [`pollers`]: the SQS and stream event source mappings, with Lambda's semantics.
+//! * [`queues`]: a queue's ARN and depth.
 //! * [`runtime_api`]: Lambda's Runtime API, to run the real Lambda binaries.
 //! * [`metrics`]: request counting and call recording (SDK interceptors), peak memory.
 //! * [`upload`]: uploads with a whole-object SHA-256, the file's identity.
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod metrics;
 pub mod notify;
 pub mod pollers;
+pub mod queues;
 pub mod resources;
 pub mod runtime_api;
 pub mod settings;

@@ -22,6 +22,7 @@ use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
 };
 
+pub use crate::queues::queue_depth;
 use crate::streams::StreamReader;
 
 /// An SQS event source mapping.
@@ -47,7 +48,7 @@ pub struct SqsPoll {
 impl SqsPoller {
     /// A poller of `queue_url`, `batch_size` messages at a time (1 to 10).
     pub async fn new(sqs: aws_sdk_sqs::Client, queue_url: &str, batch_size: u32) -> Result<Self> {
-        let queue_arn = crate::resources::queue_arn(&sqs, queue_url).await?;
+        let queue_arn = crate::queues::queue_arn(&sqs, queue_url).await?;
         Ok(SqsPoller {
             sqs,
             queue_url: queue_url.to_owned(),
@@ -161,23 +162,6 @@ impl SqsPoller {
         out.aws_region = Some(crate::identity::REGION.into());
         out
     }
-}
-
-/// Messages on a queue, visible, delayed or in flight.
-pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<u64> {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .with_context(|| format!("reading the depth of {url}"))?
-        .attributes
-        .unwrap_or_default();
-    Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
 /// The settings of a DynamoDB stream event source mapping, as Lambda's

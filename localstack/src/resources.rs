@@ -136,7 +136,7 @@ pub async fn ensure_queue(
             settings,
         ))
         .await?;
-        let dlq_arn = queue_arn(sqs, &dlq_url).await?;
+        let dlq_arn = crate::queues::queue_arn(sqs, &dlq_url).await?;
         let redrive = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":{max_receive}}}"#);
         req = req.attributes(A::RedrivePolicy, redrive);
     }
@@ -147,20 +147,6 @@ pub async fn ensure_queue(
         .queue_url
         .context("CreateQueue returned no URL")?;
     Ok(url)
-}
-
-/// A queue's ARN.
-pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    sqs.get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .with_context(|| format!("reading the ARN of {url}"))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .with_context(|| format!("no ARN for {url}"))
 }
 
 /// The queue URLs of a deployment, found or created.

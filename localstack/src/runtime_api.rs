@@ -6,8 +6,10 @@
 //! The binary is started with `AWS_LAMBDA_RUNTIME_API` pointing here; it asks
 //! for the next invocation (`GET .../invocation/next`, which waits until
 //! [`RuntimeApi::invoke`] hands one over) and answers with
-//! `POST .../invocation/{id}/response` or `.../error`. Start-up failures
-//! arrive on `POST .../init/error`.
+//! `POST .../invocation/{id}/response` or `.../error`. A runtime that fails
+//! inside `lambda_runtime` reports on `POST .../init/error`; our binaries read
+//! their configuration before starting it, so theirs exit instead
+//! ([`Function::exit`]), as a Lambda whose init fails does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +44,7 @@ struct Invocation {
 struct Shared {
     pending: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<serde_json::Value>>,
+    next_calls: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -135,6 +138,11 @@ impl RuntimeApi {
         }
     }
 
+    /// How many times the function asked for its next invocation.
+    pub fn next_calls(&self) -> u64 {
+        self.shared.next_calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// What the function reported on `init/error`, if anything.
     pub async fn init_error(&self) -> Option<serde_json::Value> {
         self.shared.init_error.lock().await.clone()
@@ -149,6 +157,10 @@ impl RuntimeApi {
 }
 
 async fn next(State(state): State<AppState>) -> Response {
+    state
+        .shared
+        .next_calls
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let Some(inv) = state.next.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
@@ -252,6 +264,20 @@ impl Function {
             .invoke(payload, timeout)
             .await
             .with_context(|| format!("the function's output:\n{}", self.output()))
+    }
+
+    /// Wait up to `timeout` for the process to exit; its status, if it did.
+    pub async fn exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// What the process wrote (its JSON logs).

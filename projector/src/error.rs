@@ -11,7 +11,6 @@ use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 use crate::fold::{FoldError, GroupKey};
-use crate::project::Outcome;
 use crate::record::DecodeError;
 
 /// Whether trying the same input again can succeed.
@@ -119,33 +118,6 @@ impl ProjectError {
     }
 }
 
-/// A batch that stopped: records before `failed_at` are done; Lambda retries
-/// from there.
-#[derive(Debug, thiserror::Error)]
-#[error("record {failed_at} of the batch")]
-pub struct BatchError {
-    /// Index of the first record not done.
-    pub failed_at: usize,
-    /// What went wrong there.
-    #[source]
-    pub error: ProjectError,
-    /// What was done before it.
-    pub done: Box<Outcome>,
-}
-
-impl BatchError {
-    /// What went wrong, every cause included (`TransactWriteItems: dispatch
-    /// failure: ...`), for logs and assertions.
-    pub fn message(&self) -> String {
-        chain(&self.error)
-    }
-
-    /// Whether trying again can succeed.
-    pub fn retry_class(&self) -> RetryClass {
-        self.error.retry_class()
-    }
-}
-
 /// An error and each of its sources, separated by `": "` (what anyhow's
 /// `{:#}` shows), for `tracing` fields and plain strings.
 pub fn chain(err: &dyn Error) -> String {
@@ -162,6 +134,7 @@ pub fn chain(err: &dyn Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project::BatchError;
 
     #[test]
     fn the_chain_shows_every_cause_and_the_class_follows_the_variant() {

@@ -29,4 +29,5 @@ pub mod record;
 pub mod retry;
 
 pub use config::{Config, ConfigError, ENV_VARS};
-pub use error::{BatchError, ProjectError, RetryClass};
+pub use error::{ProjectError, RetryClass};
+pub use project::BatchError;

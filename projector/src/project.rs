@@ -16,7 +16,7 @@
 //! and retried after a jittered backoff.
 //!
 //! Cost: one write per group and per page a transaction touches, not per
-//! event. The per-shard high-water mark of DESIGN.md needs the shard id, which
+//! event. A per-shard high-water mark (docs/projector.md) needs the shard id, which
 //! Lambda's DynamoDB stream event does not carry; per-event markers would cost
 //! a second write per event.
 //!
@@ -48,8 +48,7 @@ use schema::dataset::MeasureOp;
 use schema::items::{EventType, Manifest};
 use schema::{keys, Registry};
 
-pub use crate::error::BatchError;
-use crate::error::{chain, ProjectError};
+use crate::error::{chain, ProjectError, RetryClass};
 use crate::fold::{merge_into, Acc, Deltas, Folder, GroupKey, FILE_STATS};
 use crate::record::{decode, Change};
 use crate::retry::Policy;
@@ -111,6 +110,33 @@ impl Outcome {
         self.groups_written += o.groups_written;
         self.changes.extend(o.changes);
         self.completed.extend(o.completed);
+    }
+}
+
+/// A batch that stopped: records before `failed_at` are done; Lambda retries
+/// from there.
+#[derive(Debug, thiserror::Error)]
+#[error("record {failed_at} of the batch")]
+pub struct BatchError {
+    /// Index of the first record not done.
+    pub failed_at: usize,
+    /// What went wrong there.
+    #[source]
+    pub error: ProjectError,
+    /// What was done before it.
+    pub done: Box<Outcome>,
+}
+
+impl BatchError {
+    /// What went wrong, every cause included (`TransactWriteItems: dispatch
+    /// failure: ...`), for logs and assertions.
+    pub fn message(&self) -> String {
+        chain(&self.error)
+    }
+
+    /// Whether trying again can succeed.
+    pub fn retry_class(&self) -> RetryClass {
+        self.error.retry_class()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Keys of both tables (DESIGN.md, "Identity, keys and idempotency"). Every
+//! Keys of both tables (docs/architecture.md, "Identity, keys and idempotency"). Every
 //! key string is built here and nowhere else: stored items are found again by
 //! these exact formats, so changing one orphans the data already written.
 //!
