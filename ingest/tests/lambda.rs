@@ -8,9 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use localstack::clients::Clients;
-use localstack::identity::{ACCESS_KEY, SECRET_KEY};
 use localstack::resources::{self, Names};
-use localstack::runtime_api::{Function, Outcome};
+use localstack::runtime_api::{stack_environment, Function, Outcome};
 use localstack::settings::Settings;
 use localstack::testing::{orders, put_notification, sqs_record as record};
 use localstack::{LocalStack, Ports, State};
@@ -38,16 +37,7 @@ impl Stack {
     /// credentials, and where the emulators are (the only local addition).
     fn environment(&self) -> BTreeMap<String, String> {
         let mut env = Settings::get().ingest_environment(&self.names);
-        env.extend([
-            ("AWS_ACCESS_KEY_ID".to_owned(), ACCESS_KEY.to_owned()),
-            ("AWS_SECRET_ACCESS_KEY".to_owned(), SECRET_KEY.to_owned()),
-            ("AWS_SESSION_TOKEN".to_owned(), "local-session".to_owned()),
-            ("AWS_ENDPOINT_URL_S3".to_owned(), self.stack.s3_endpoint.clone()),
-            (
-                "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
-                self.stack.dynamodb_endpoint.clone(),
-            ),
-        ]);
+        env.extend(stack_environment(&self.stack));
         env
     }
 

@@ -293,3 +293,20 @@ impl Drop for Function {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// What a function's process gets on this stack besides its own variables:
+/// credentials (Lambda gives the role's session; here the stack's keys) and
+/// each emulator's endpoint, which the SDK reads from `AWS_ENDPOINT_URL_*`.
+pub fn stack_environment(stack: &crate::LocalStack) -> std::collections::BTreeMap<String, String> {
+    [
+        ("AWS_ACCESS_KEY_ID", crate::identity::ACCESS_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", crate::identity::SECRET_KEY.to_owned()),
+        ("AWS_SESSION_TOKEN", "local-session".to_owned()),
+        ("AWS_ENDPOINT_URL_S3", stack.s3_endpoint.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb_endpoint.clone()),
+        ("AWS_ENDPOINT_URL_SQS", stack.sqs_endpoint.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use aws_lambda_events::dynamodb::EventRecord;
 use localstack::clients::Clients;
-use localstack::identity::{ACCESS_KEY, SECRET_KEY};
 use localstack::pollers::matches_any;
 use localstack::resources::{self, Deployment, Names};
-use localstack::runtime_api::{Function, Outcome};
+use localstack::runtime_api::{stack_environment, Function, Outcome};
 use localstack::settings::Settings;
 use localstack::streams::StreamReader;
 use localstack::testing::{oracle_of, Folded};
@@ -103,14 +102,7 @@ async fn ingested() -> (Target, Vec<EventRecord>) {
 fn environment(target: &Target) -> BTreeMap<String, String> {
     let d = &target.deployment;
     let mut env = Settings::get().projector_environment(&d.names, &d.feed_queue_url);
-    let stack = &target.stack;
-    env.extend([
-        ("AWS_ACCESS_KEY_ID".to_owned(), ACCESS_KEY.to_owned()),
-        ("AWS_SECRET_ACCESS_KEY".to_owned(), SECRET_KEY.to_owned()),
-        ("AWS_SESSION_TOKEN".to_owned(), "local-session".to_owned()),
-        ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), stack.dynamodb_endpoint.clone()),
-        ("AWS_ENDPOINT_URL_SQS".to_owned(), stack.sqs_endpoint.clone()),
-    ]);
+    env.extend(stack_environment(&target.stack));
     env
 }
 

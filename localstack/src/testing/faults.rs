@@ -11,12 +11,46 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 
+/// When a fault fires: armed with N, it lets N matching calls through and
+/// fires on those after (until disarmed); disarmed, never.
+#[derive(Debug, Clone)]
+pub struct Trigger {
+    after: Arc<AtomicU64>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Default for Trigger {
+    fn default() -> Self {
+        Trigger {
+            after: Arc::new(AtomicU64::new(u64::MAX)),
+            seen: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Trigger {
+    /// Let `after` matching calls through, then fire.
+    pub fn arm(&self, after: u64) {
+        self.seen.store(0, Ordering::SeqCst);
+        self.after.store(after, Ordering::SeqCst);
+    }
+
+    /// Never fire again (until armed).
+    pub fn disarm(&self) {
+        self.after.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Count one matching call; whether the fault fires on it.
+    fn fires(&self) -> bool {
+        self.seen.fetch_add(1, Ordering::SeqCst) >= self.after.load(Ordering::SeqCst)
+    }
+}
+
 /// Fails every DynamoDB request that `matches` after the first `after` while
 /// armed: a process that died, or a store that went away, at that point.
 #[derive(Clone)]
 pub struct FailAfter {
-    after: Arc<AtomicU64>,
-    seen: Arc<AtomicU64>,
+    trigger: Trigger,
     matches: fn(&BeforeSerializationInterceptorContextRef<'_>) -> bool,
     what: &'static str,
 }
@@ -30,20 +64,20 @@ impl std::fmt::Debug for FailAfter {
 impl FailAfter {
     fn disarmed(what: &'static str, matches: fn(&BeforeSerializationInterceptorContextRef<'_>) -> bool) -> Self {
         FailAfter {
-            after: Arc::new(AtomicU64::new(u64::MAX)),
-            seen: Arc::new(AtomicU64::new(0)),
+            trigger: Trigger::default(),
             matches,
             what,
         }
     }
 
+    /// Let `after` matching requests through, then fail every one.
     pub fn arm(&self, after: u64) {
-        self.seen.store(0, Ordering::SeqCst);
-        self.after.store(after, Ordering::SeqCst);
+        self.trigger.arm(after);
     }
 
+    /// Let every request through.
     pub fn disarm(&self) {
-        self.after.store(u64::MAX, Ordering::SeqCst);
+        self.trigger.disarm();
     }
 }
 
@@ -57,11 +91,8 @@ impl Intercept for FailAfter {
         ctx: &BeforeSerializationInterceptorContextRef<'_>,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if (self.matches)(ctx) {
-            let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
-            if n > self.after.load(Ordering::SeqCst) {
-                return Err(format!("injected failure: {} died here", self.what).into());
-            }
+        if (self.matches)(ctx) && self.trigger.fires() {
+            return Err(format!("injected failure: {} died here", self.what).into());
         }
         Ok(())
     }
@@ -151,28 +182,21 @@ impl aws_sdk_sqs::config::Intercept for FailSends {
 /// connection drops or the function times out after the commit.
 #[derive(Debug, Clone, Default)]
 pub struct LoseReplies {
-    /// Replies to let through before losing the next one (`u64::MAX`: disarmed).
-    pub after: Arc<AtomicU64>,
-    seen: Arc<AtomicU64>,
+    /// When: armed with N, the reply of the transaction after the next N is lost.
+    pub trigger: Trigger,
     /// Replies lost so far.
     pub lost: Arc<AtomicU64>,
 }
 
 impl LoseReplies {
+    /// Losing nothing until armed.
     pub fn disarmed() -> Self {
-        let l = LoseReplies::default();
-        l.after.store(u64::MAX, Ordering::SeqCst);
-        l
+        LoseReplies::default()
     }
 
-    /// Lose the reply of the transaction after the next `after` ones.
+    /// Lose the reply of the transaction after the next `after` ones (once).
     pub fn arm(&self, after: u64) {
-        self.seen.store(0, Ordering::SeqCst);
-        self.after.store(after, Ordering::SeqCst);
-    }
-
-    pub fn disarm(&self) {
-        self.after.store(u64::MAX, Ordering::SeqCst);
+        self.trigger.arm(after);
     }
 }
 
@@ -188,13 +212,11 @@ impl Intercept for LoseReplies {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>();
-        if op.is_some_and(|m| m.name() == "TransactWriteItems") && ctx.response().status().is_success() {
-            let n = self.seen.fetch_add(1, Ordering::SeqCst);
-            if n >= self.after.load(Ordering::SeqCst) {
-                self.after.store(u64::MAX, Ordering::SeqCst);
-                self.lost.fetch_add(1, Ordering::SeqCst);
-                return Err("injected failure: the reply to a committed transaction was lost".into());
-            }
+        let committed = op.is_some_and(|m| m.name() == "TransactWriteItems") && ctx.response().status().is_success();
+        if committed && self.trigger.fires() {
+            self.trigger.disarm();
+            self.lost.fetch_add(1, Ordering::SeqCst);
+            return Err("injected failure: the reply to a committed transaction was lost".into());
         }
         Ok(())
     }

@@ -10,6 +10,6 @@ mod oracle;
 pub use data::{data, orders, repo};
 pub use events::{batch, notification, put_notification, sqs_record, version_of, S3_PUT_VERSIONED};
 pub use faults::{
-    fail_event_puts, fail_transactions, Cancelled, FailAfter, FailSends, LoseReplies, Pause, S3Read, S3Reads,
+    fail_event_puts, fail_transactions, Cancelled, FailAfter, FailSends, LoseReplies, Pause, S3Read, S3Reads, Trigger,
 };
 pub use oracle::{oracle, oracle_of, Folded};
