@@ -455,3 +455,27 @@ async fn the_notified_version_is_the_one_read() {
         assert_eq!((k.as_str(), v.as_deref()), (key, Some(version.as_str())), "{op}");
     }
 }
+
+/// DynamoDB throttling on one event write in ten (the request never reaches
+/// the table) is absorbed by the store's retry policy: the file completes,
+/// every line exactly once, nothing fails.
+#[tokio::test]
+async fn throttled_writes_never_fail_a_file() {
+    let throttle = localstack::testing::Throttle::start(10).await;
+    let env = common::env_intercepted(|c| c, vec![localstack::clients::shared(throttle.clone())]).await;
+    let key = "orders/throttled.csv";
+    let id = env.put(key, &orders(400, 12)).await;
+    let reports = handler::handle_message(&env.ingester, &notification("m", env.bucket(), key), None)
+        .await
+        .unwrap();
+    let throttled = throttle.throttled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(throttled >= 40, "{throttled} writes throttled");
+    assert_eq!(reports[0].progress.rows, 400);
+    let m = env.manifest(&id).await;
+    assert_eq!(
+        (m.status, m.rows, m.written, m.already_present),
+        (FileStatus::Complete, 400, 400, 0),
+        "throttled writes were retried, not lost or doubled"
+    );
+    assert_eq!(env.events(&id, 400).await.len(), 400);
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use ingest::{Config, Ingester};
 use localstack::clients::shared;
 use localstack::metrics::RequestCounter as Counter;
@@ -32,6 +33,11 @@ pub async fn env() -> Env {
 }
 
 pub async fn env_with(tune: impl FnOnce(Config) -> Config) -> Env {
+    env_intercepted(tune, Vec::new()).await
+}
+
+/// [`env_with`], its clients also passing through `extra` interceptors.
+pub async fn env_intercepted(tune: impl FnOnce(Config) -> Config, extra: Vec<SharedInterceptor>) -> Env {
     let stack = LocalStack::start(State::Memory, Ports::default())
         .await
         .expect("local stack starts");
@@ -39,7 +45,9 @@ pub async fn env_with(tune: impl FnOnce(Config) -> Config) -> Env {
     let counter = Counter::default();
     let fault = fail_event_puts();
     let reads = S3Reads::default();
-    let clients = stack.clients_with(&[shared(counter.clone()), shared(fault.clone()), shared(reads.clone())]);
+    let mut interceptors = vec![shared(counter.clone()), shared(fault.clone()), shared(reads.clone())];
+    interceptors.extend(extra);
+    let clients = stack.clients_with(&interceptors);
     let (s3, ddb) = (clients.s3, clients.dynamodb);
     resources::ensure_events_table(&ddb, &names.events_table).await.unwrap();
     resources::ensure_bucket(&s3, &names.bucket).await.unwrap();

@@ -298,3 +298,67 @@ impl Intercept for Cancelled {
         Ok(())
     }
 }
+
+/// DynamoDB throttling, injected: every `every`th `PutItem` (while armed) is
+/// sent to an endpoint that answers what DynamoDB answers a request over the
+/// table's throughput (HTTP 400, `ThrottlingException`), so the write never
+/// reaches the table and the SDK's own classifier and retry strategy see a
+/// real throttling response.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    every: u64,
+    seen: Arc<AtomicU64>,
+    /// Requests throttled so far.
+    pub throttled: Arc<AtomicU64>,
+    endpoint: String,
+}
+
+impl Throttle {
+    /// Throttle every `every`th `PutItem`, from its own endpoint on 127.0.0.1.
+    pub async fn start(every: u64) -> Self {
+        use axum::http::{header, StatusCode};
+        let app = axum::Router::new().fallback(|| async {
+            (
+                StatusCode::BAD_REQUEST,
+                [
+                    (header::CONTENT_TYPE, "application/x-amz-json-1.0"),
+                    (header::HeaderName::from_static("x-amzn-errortype"), "ThrottlingException"),
+                ],
+                r#"{"__type":"com.amazon.coral.availability#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#,
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let endpoint = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Throttle {
+            every: every.max(1),
+            seen: Arc::new(AtomicU64::new(0)),
+            throttled: Arc::new(AtomicU64::new(0)),
+            endpoint,
+        }
+    }
+}
+
+impl Intercept for Throttle {
+    fn name(&self) -> &'static str {
+        "Throttle"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        ctx: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>();
+        if op.is_some_and(|m| m.name() == "PutItem")
+            && (self.seen.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(self.every)
+        {
+            self.throttled.fetch_add(1, Ordering::SeqCst);
+            ctx.request_mut().set_uri(self.endpoint.as_str())?;
+        }
+        Ok(())
+    }
+}

@@ -10,6 +10,7 @@ mod oracle;
 pub use data::{data, orders, repo};
 pub use events::{batch, notification, put_notification, sqs_record, version_of, S3_PUT_VERSIONED};
 pub use faults::{
-    fail_event_puts, fail_transactions, Cancelled, FailAfter, FailSends, LoseReplies, Pause, S3Read, S3Reads, Trigger,
+    fail_event_puts, fail_transactions, Cancelled, FailAfter, FailSends, LoseReplies, Pause, S3Read, S3Reads, Throttle,
+    Trigger,
 };
 pub use oracle::{oracle, oracle_of, Folded};
