@@ -73,12 +73,17 @@ resource "aws_s3_bucket_policy" "uploads" {
 
 resource "aws_s3_bucket_notification" "uploads" {
   bucket = aws_s3_bucket.uploads.id
-  queue {
-    id            = "ingest"
-    queue_arn     = aws_sqs_queue.ingest.arn
-    events        = ["s3:ObjectCreated:*"]
-    filter_prefix = local.settings.upload_prefix
-    filter_suffix = local.settings.upload_suffix
+  # One rule per suffix (plain, gzip, zstd): a rule takes one suffix, and
+  # these do not overlap (".csv" is not a suffix of "a.csv.gz").
+  dynamic "queue" {
+    for_each = local.settings.upload_suffixes
+    content {
+      id            = "ingest${replace(queue.value, ".", "-")}"
+      queue_arn     = aws_sqs_queue.ingest.arn
+      events        = ["s3:ObjectCreated:*"]
+      filter_prefix = local.settings.upload_prefix
+      filter_suffix = queue.value
+    }
   }
   depends_on = [aws_sqs_queue_policy.ingest]
 }

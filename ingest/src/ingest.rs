@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
+use crate::decode::{self, Compression};
+
 use crate::config::Config;
 use crate::error::IngestError;
 use crate::notification::ObjectRef;
@@ -254,7 +256,7 @@ impl Ingester {
                 Progress::of(manifest),
             ),
             // Nothing checkpointed yet: start over; events already written are counted as present.
-            _ => (
+            _ if manifest.checkpoint_line == 0 => (
                 Start::Beginning,
                 Progress {
                     written: manifest.written,
@@ -262,6 +264,10 @@ impl Ingester {
                     ..Progress::default()
                 },
             ),
+            // Checkpointed without a byte to resume at (a compressed object):
+            // every line is read again, and each counts once, written now or
+            // found present.
+            _ => (Start::Beginning, Progress::default()),
         };
         if let Start::Resume { byte, next_line, .. } = &start {
             tracing::info!(%file_id, byte, line = next_line, "resuming from the checkpoint");
@@ -297,7 +303,16 @@ impl Ingester {
         let id = file_id.clone();
         let reader = tokio::task::spawn_blocking(move || {
             let input = SyncIoBridge::new(body.into_async_read());
-            let mut lines = match LineReader::new(input, start, &ds, limits) {
+            let (compression, text) = match decode::text(input) {
+                Ok(t) => t,
+                Err(e) => return tx.blocking_send(Msg::Failed(e.into())).ok(),
+            };
+            // A compressed object has no byte offset a ranged read could
+            // resume at: its checkpoints keep byte 0, so a retry reads it
+            // from the start again (the conditional puts find the lines
+            // already written, and count them as present).
+            let resumable = compression == Compression::None;
+            let mut lines = match LineReader::new(text, start, &ds, limits) {
                 Ok(r) => r,
                 Err(e) => return tx.blocking_send(Msg::Failed(e)).ok(),
             };
@@ -305,7 +320,7 @@ impl Ingester {
             loop {
                 match lines.next_line() {
                     Ok(Some(l)) => {
-                        let (number, end) = (l.number, l.end_byte);
+                        let (number, end) = (l.number, if resumable { l.end_byte } else { 0 });
                         let (item, ty) = line_item(&id, &ds, l);
                         tx.blocking_send(Msg::Line(Built { number, end, item, ty })).ok()?
                     }
@@ -337,7 +352,7 @@ impl Ingester {
                 match rx.recv().await {
                     None => input_done = true,
                     Some(Msg::Header(h)) => header = h,
-                    Some(Msg::Failed(ReadError::Header(e))) => {
+                    Some(Msg::Failed(e @ (ReadError::Header(_) | ReadError::Decode(_)))) => {
                         drop(rx);
                         let reason = e.to_string();
                         tracing::warn!(%file_id, %reason, "file refused");

@@ -5,6 +5,7 @@
 //! * [`handler`]: an SQS batch of S3 notifications to a partial batch response.
 //! * [`notification`]: message bodies to [`ObjectRef`]s (decoded keys, test events, other event types).
 //! * [`ingest`]: one object: identify by content, claim the manifest, stream, write, checkpoint, finish.
+//! * [`decode`]: gzip and zstd objects decompressed; text that is not UTF-8 refused with a reason.
 //! * [`reader`]: bytes to numbered, validated lines, memory bounded by the line limit.
 //! * [`object`]: the S3 calls; [`store`]: the DynamoDB calls.
 //! * [`config`]: the environment; [`error`]: what fails, with context.
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod handler;
 pub mod ingest;

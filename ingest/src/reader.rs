@@ -52,6 +52,19 @@ pub enum ReadError {
     /// The byte stream failed (network, S3).
     #[error("reading the object failed: {0}")]
     Io(#[from] io::Error),
+    /// The bytes are not UTF-8 text, or do not decompress: the file fails.
+    #[error(transparent)]
+    Decode(crate::decode::DecodeError),
+}
+
+impl From<crate::decode::DecodeError> for ReadError {
+    fn from(e: crate::decode::DecodeError) -> Self {
+        match e {
+            // A failed read of the body is the network's, retried.
+            crate::decode::DecodeError::Io(io) => ReadError::Io(io),
+            other => ReadError::Decode(other),
+        }
+    }
 }
 
 /// Reads validated lines from any byte stream.

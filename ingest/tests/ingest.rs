@@ -479,3 +479,127 @@ async fn throttled_writes_never_fail_a_file() {
     );
     assert_eq!(env.events(&id, 400).await.len(), 400);
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// What an event says, whatever file it belongs to.
+fn content(events: &[EventItem]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap();
+            for k in ["pk", "file_id", "ingested_at"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v.to_string()
+        })
+        .collect()
+}
+
+/// gzip and zstd uploads (compressed by the reference tools' libraries, read
+/// by ours) are ingested like the plain file, event for event, good and bad
+/// lines alike; by their magic bytes, whatever the key says.
+#[tokio::test]
+async fn gzip_and_zstd_files_equal_their_plain_version() {
+    let env = env().await;
+    let mut plain = Vec::new();
+    localstack::generate::orders(
+        &mut plain,
+        localstack::generate::Spec {
+            lines: Some(1500),
+            bytes: None,
+            bad_every: 13,
+            seed: 21,
+        },
+    )
+    .unwrap();
+    let id = env.put("orders/day.csv", &plain).await;
+    env.ingester
+        .ingest_object(&env.object("orders/day.csv"), None)
+        .await
+        .unwrap();
+    let want = content(&env.events(&id, 1500).await);
+    assert_eq!(want.len(), 1500);
+    for (key, bytes) in [
+        ("orders/day.csv.gz", gzip(&plain)),
+        ("orders/day.csv.zst", zstd::encode_all(&plain[..], 3).unwrap()),
+        ("orders/no-suffix-but-gzip.csv", gzip(&plain)),
+    ] {
+        let id = env.put(key, &bytes).await;
+        let report = env.ingester.ingest_object(&env.object(key), None).await.unwrap();
+        assert_eq!(
+            (report.status, report.progress.rows),
+            (FileStatus::Complete, 1500),
+            "{key}"
+        );
+        assert_eq!(content(&env.events(&id, 1500).await), want, "{key}");
+    }
+}
+
+/// A compressed file cannot be read from a byte offset: a retry after a crash
+/// reads it from the start, and the result is still every line exactly once.
+#[tokio::test]
+async fn a_compressed_file_interrupted_then_retried_is_exact() {
+    let env = env_with(|mut c| {
+        c.checkpoint_every = 200;
+        c
+    })
+    .await;
+    let body = gzip(&orders(1200, 4));
+    let key = "orders/crash.csv.gz";
+    let id = env.put(key, &body).await;
+    env.fault.arm(700);
+    assert!(env.ingester.ingest_object(&env.object(key), None).await.is_err());
+    let m = env.manifest(&id).await;
+    assert_eq!(
+        (m.status, m.checkpoint_byte),
+        (FileStatus::Ingesting, 0),
+        "no byte to resume at"
+    );
+    env.fault.disarm();
+    let retry = env.ingester.ingest_object(&env.object(key), None).await.unwrap();
+    let p = retry.progress;
+    assert_eq!(
+        (retry.status, p.rows, p.written + p.already_present),
+        (FileStatus::Complete, 1200, 1200)
+    );
+    assert!(
+        p.already_present >= 600,
+        "the lines written before were found, not rewritten: {p:?}"
+    );
+    assert_eq!(env.events(&id, 1200).await.len(), 1200);
+}
+
+/// Text in another encoding than UTF-8, plain or compressed, fails the file
+/// with a reason that names the encoding and what to do; no event is written.
+#[tokio::test]
+async fn utf16_files_fail_naming_their_encoding() {
+    let env = env().await;
+    let utf16: Vec<u8> = [0xff, 0xfe]
+        .into_iter()
+        .chain(
+            "order_id,ordered_at\n1,2024-01-01\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    for (key, bytes) in [
+        ("orders/excel.csv", utf16.clone()),
+        ("orders/excel.csv.gz", gzip(&utf16)),
+    ] {
+        let id = env.put(key, &bytes).await;
+        let report = env.ingester.ingest_object(&env.object(key), None).await.unwrap();
+        let reason = report.reason.clone().unwrap_or_default();
+        assert_eq!(report.status, FileStatus::Failed, "{key}");
+        assert!(
+            reason.contains("UTF-16 (little-endian)") && reason.contains("UTF-8"),
+            "{key}: {reason}"
+        );
+        assert_eq!(env.manifest(&id).await.reason.as_deref(), Some(reason.as_str()));
+        assert!(env.events(&id, 2).await.is_empty());
+    }
+}

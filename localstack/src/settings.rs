@@ -15,8 +15,8 @@ pub struct Settings {
     pub name_prefix: String,
     /// Uploads are notified under this key prefix only.
     pub upload_prefix: String,
-    /// ... and with this suffix only.
-    pub upload_suffix: String,
+    /// ... and with one of these suffixes only: plain, gzip and zstd CSV.
+    pub upload_suffixes: Vec<String>,
     /// How long a dead-letter queue keeps a message.
     pub dlq_retention_seconds: u32,
     /// The ingest function and its queue.
@@ -205,7 +205,7 @@ mod tests {
             "AWS advises a visibility timeout of at least six times the function timeout"
         );
         assert!(s.feed.visibility_timeout_seconds > 0 && s.projector.batch_size <= 10_000);
-        assert!(s.upload_prefix.ends_with('/') && s.upload_suffix.starts_with('.'));
+        assert!(s.upload_prefix.ends_with('/') && s.upload_suffixes.iter().all(|x| x.starts_with(".csv")));
         let n = Names::local();
         assert_eq!(n.bucket, "csv-pipeline-uploads-000000000000");
         let env = s.ingest_environment(&n);

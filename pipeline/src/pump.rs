@@ -181,7 +181,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()>
         let path = entry?.path();
         if path.is_dir() {
             walk(root, &path, out)?;
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        } else if is_upload(&path) {
             let rel = path.strip_prefix(root)?;
             let key = rel
                 .components()
@@ -192,6 +192,19 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// Whether S3 would notify the pipeline of this file: it ends with one of
+/// the deployment's upload suffixes (plain, gzip or zstd CSV).
+fn is_upload(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    Settings::get()
+        .upload_suffixes
+        .iter()
+        .any(|s| name.ends_with(s.as_str()))
 }
 
 fn bar(show: bool, len: u64, template: &str) -> ProgressBar {

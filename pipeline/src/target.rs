@@ -123,12 +123,14 @@ impl Target {
         let names = Names::local();
         let deployment = resources::provision(&clients, &names).await?;
         let s = Settings::get();
-        stack.notify(Rule {
-            bucket: names.bucket.clone(),
-            prefix: s.upload_prefix.clone(),
-            suffix: s.upload_suffix.clone(),
-            queue_url: deployment.ingest_queue_url.clone(),
-        });
+        for suffix in &s.upload_suffixes {
+            stack.notify(Rule {
+                bucket: names.bucket.clone(),
+                prefix: s.upload_prefix.clone(),
+                suffix: suffix.clone(),
+                queue_url: deployment.ingest_queue_url.clone(),
+            });
+        }
         Ok(Target {
             conf: stack.sdk_config(),
             endpoints: stack.endpoints(),

@@ -1392,12 +1392,19 @@ def check_same_resources(endpoint, out, contract, up):
     # what the local notifier and pollers run with (`pipeline contract`).
     s3 = client("s3", endpoint)
     conf = s3.get_bucket_notification_configuration(Bucket=out["bucket_name"])["QueueConfigurations"]
-    rules = {r["Name"].lower(): r["Value"] for r in conf[0]["Filter"]["Key"]["FilterRules"]}
     want = contract["notification"]
-    if len(conf) != 1 or rules != {"prefix": want["prefix"], "suffix": want["suffix"]} or not conf[0]["QueueArn"].endswith(":" + out["ingest_queue_name"]):
+    # One rule per suffix, every one to the ingest queue, for object creation.
+    got = sorted(
+        (rules.get("prefix"), rules.get("suffix"))
+        for c in conf
+        for rules in [{r["Name"].lower(): r["Value"] for r in c["Filter"]["Key"]["FilterRules"]}]
+    )
+    to_ingest = all(c["QueueArn"].endswith(":" + out["ingest_queue_name"]) and c["Events"] == ["s3:ObjectCreated:*"]
+                    for c in conf)
+    if got != sorted((want["prefix"], s) for s in want["suffixes"]) or not to_ingest:
         fail(f"notification {conf} != local {want}")
     else:
-        ok(f"S3 notifies the ingest queue of {want['prefix']}*{want['suffix']} on both")
+        ok(f"S3 notifies the ingest queue of {want['prefix']}*{{{','.join(want['suffixes'])}}} on both")
     lam = client("lambda", endpoint)
     for fn in FUNCTIONS:
         # By ARN: moto matches FunctionName literally against what the mapping

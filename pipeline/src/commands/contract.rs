@@ -33,7 +33,7 @@ pub(super) fn exec() -> Result<i32> {
         },
         "notification": {
             "prefix": s.upload_prefix,
-            "suffix": s.upload_suffix,
+            "suffixes": s.upload_suffixes,
         },
     }))?;
     Ok(0)
