@@ -57,6 +57,14 @@ data "aws_iam_policy_document" "ingest" {
     resources = [aws_sqs_queue.ingest.arn]
   }
   statement {
+    sid = "ContinueOnIngestQueue"
+    # A run that meets its deadline, or fails in a way a retry can mend, sends
+    # its notification again (ingest::handler) rather than waiting out the
+    # queue's visibility timeout.
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.ingest.arn]
+  }
+  statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.ingest.arn}:*"]

@@ -31,9 +31,10 @@ resource "aws_lambda_function" "ingest" {
   # the deployment says what it runs with; CI checks the two lists agree.
   environment {
     variables = merge(local.ingest.environment, {
-      EVENTS_TABLE  = aws_dynamodb_table.events.name
-      UPLOAD_PREFIX = local.settings.upload_prefix
-      RUST_LOG      = "info"
+      EVENTS_TABLE     = aws_dynamodb_table.events.name
+      UPLOAD_PREFIX    = local.settings.upload_prefix
+      INGEST_QUEUE_URL = aws_sqs_queue.ingest.id
+      RUST_LOG         = "info"
     })
   }
   tracing_config {

@@ -21,6 +21,12 @@ pub struct Config {
     /// `DEADLINE_MARGIN_MS`: stop this long before the Lambda deadline to
     /// drain writes and checkpoint (default 10000).
     pub deadline_margin: Duration,
+    /// `INGEST_QUEUE_URL`: the queue the notifications arrive on. When set, a
+    /// run that meets its deadline, or fails in a way a retry can mend, sends
+    /// the notification again as a continuation and reports its message done,
+    /// instead of waiting out the queue's visibility timeout (default none:
+    /// the message fails, and the queue retries it).
+    pub queue_url: Option<String>,
     /// `UPLOAD_PREFIX`: the key prefix uploads arrive under (default none);
     /// datasets are routed on the key after it, so `uploads/orders/a.csv`
     /// belongs to `orders`.
@@ -46,6 +52,7 @@ impl Config {
             lease: Duration::from_secs(900),
             deadline_margin: Duration::from_secs(10),
             upload_prefix: String::new(),
+            queue_url: None,
         }
     }
 
@@ -82,6 +89,7 @@ impl Config {
         c.lease = Duration::from_secs(num("LEASE_SECONDS", c.lease.as_secs())?);
         c.deadline_margin = Duration::from_millis(num("DEADLINE_MARGIN_MS", c.deadline_margin.as_millis() as u64)?);
         c.upload_prefix = get("UPLOAD_PREFIX").unwrap_or_default();
+        c.queue_url = get("INGEST_QUEUE_URL").filter(|u| !u.is_empty());
         Ok(c)
     }
 }
@@ -98,6 +106,7 @@ pub const ENV_VARS: &[&str] = &[
     "LEASE_SECONDS",
     "DEADLINE_MARGIN_MS",
     "UPLOAD_PREFIX",
+    "INGEST_QUEUE_URL",
 ];
 
 #[cfg(test)]

@@ -76,6 +76,7 @@ pub struct Ingester {
     store: EventStore,
     registry: Registry,
     config: Config,
+    sqs: Option<aws_sdk_sqs::Client>,
 }
 
 enum Msg {
@@ -101,7 +102,20 @@ impl Ingester {
             store,
             registry,
             config,
+            sqs: None,
         }
+    }
+
+    /// Send continuations with `sqs` to the configured queue
+    /// ([`Config::queue_url`]); without, a stopped run fails its message.
+    pub fn with_continuations(mut self, sqs: aws_sdk_sqs::Client) -> Self {
+        self.sqs = Some(sqs);
+        self
+    }
+
+    /// The client and queue continuations go to, when both are configured.
+    pub fn continuations(&self) -> Option<(&aws_sdk_sqs::Client, &str)> {
+        Some((self.sqs.as_ref()?, self.config.queue_url.as_deref()?))
     }
 
     /// The events table.

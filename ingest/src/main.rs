@@ -34,7 +34,8 @@ async fn main() -> Result<(), Error> {
         aws_sdk_dynamodb::Client::new(&aws),
         schema::Registry::builtin(),
         config,
-    );
+    )
+    .with_continuations(aws_sdk_sqs::Client::new(&aws));
     let ingester = &ingester;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = remaining(event.context.deadline).map(|r| Instant::now() + r);

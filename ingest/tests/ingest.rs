@@ -603,3 +603,69 @@ async fn utf16_files_fail_naming_their_encoding() {
         assert!(env.events(&id, 2).await.is_empty());
     }
 }
+
+/// A deadline met every few hundred lines: each run checkpoints, sends its
+/// notification on as a continuation and reports its message done. The file
+/// completes with every line once; every message was received once (the
+/// receive count means failed attempts, not progress); nothing reaches the
+/// dead-letter queue; nothing waited for a visibility timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuations_carry_a_file_across_deadlines() {
+    use localstack::pollers::{queue_depth, SqsPoller};
+    let env = env().await;
+    let c = env.stack.clients();
+    let url = localstack::resources::ensure_queue_with_dlq(&c.sqs, "ingest", "ingest-dlq", 5)
+        .await
+        .unwrap();
+    let dlq = c.sqs.get_queue_url().queue_name("ingest-dlq").send().await.unwrap();
+    let mut config = ingest::Config::new(&env.names.events_table);
+    config.deadline_margin = Duration::ZERO;
+    config.checkpoint_every = 100;
+    config.queue_url = Some(url.clone());
+    let ingester = ingest::Ingester::new(env.s3.clone(), env.ddb.clone(), schema::Registry::builtin(), config)
+        .with_continuations(c.sqs.clone());
+    let key = "orders/long.csv";
+    let id = env.put(key, &orders(3000, 31)).await;
+    let body = notification("first", env.bucket(), key).body.unwrap();
+    c.sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+
+    let poller = SqsPoller::new(c.sqs.clone(), &url, 10).await.unwrap();
+    let receive_counts = std::sync::Mutex::new(Vec::new());
+    let mut polls = 0;
+    while queue_depth(&c.sqs, &url).await.unwrap() > 0 {
+        polls += 1;
+        assert!(polls < 200, "the file never finished");
+        poller
+            .poll_once(
+                async |event| {
+                    for m in &event.records {
+                        receive_counts
+                            .lock()
+                            .unwrap()
+                            .push(m.attributes["ApproximateReceiveCount"].clone());
+                    }
+                    // A short invocation: a few hundred lines, then the deadline.
+                    handler::handle_batch(&ingester, event, Some(Instant::now() + Duration::from_millis(150))).await
+                },
+                1,
+            )
+            .await
+            .unwrap();
+    }
+    let counts = receive_counts.into_inner().unwrap();
+    assert!(counts.len() > 2, "several runs carried the file: {counts:?}");
+    assert!(
+        counts.iter().all(|c| c == "1"),
+        "every message received once: {counts:?}"
+    );
+    assert_eq!(queue_depth(&c.sqs, dlq.queue_url().unwrap()).await.unwrap(), 0);
+    let m = env.manifest(&id).await;
+    assert_eq!((m.status, m.rows), (FileStatus::Complete, 3000));
+    assert_eq!(env.events(&id, 3000).await.len(), 3000);
+}

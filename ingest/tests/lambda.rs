@@ -22,21 +22,27 @@ struct Stack {
     stack: LocalStack,
     clients: Clients,
     names: Names,
+    deployment: resources::Deployment,
 }
 
 async fn stack() -> Stack {
     let stack = LocalStack::start(State::Memory, Ports::default()).await.unwrap();
     let clients = stack.clients();
     let names = Names::local();
-    resources::provision(&clients, &names).await.unwrap();
-    Stack { stack, clients, names }
+    let deployment = resources::provision(&clients, &names).await.unwrap();
+    Stack {
+        stack,
+        clients,
+        names,
+        deployment,
+    }
 }
 
 impl Stack {
     /// What `terraform/lambda.tf` sets, what Lambda sets for the role's
     /// credentials, and where the emulators are (the only local addition).
     fn environment(&self) -> BTreeMap<String, String> {
-        let mut env = Settings::get().ingest_environment(&self.names);
+        let mut env = Settings::get().ingest_environment(&self.names, &self.deployment.ingest_queue_url);
         env.extend(stack_environment(&self.stack));
         env
     }

@@ -72,6 +72,7 @@ impl SqsPoller {
             .max_number_of_messages(self.batch_size)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await
             .with_context(|| format!("receiving from {}", self.queue_url))?;
@@ -156,6 +157,19 @@ impl SqsPoller {
         out.attributes = m
             .attributes()
             .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
+            .unwrap_or_default();
+        out.message_attributes = m
+            .message_attributes()
+            .map(|a| {
+                a.iter()
+                    .map(|(k, v)| {
+                        let mut attr = aws_lambda_events::sqs::SqsMessageAttribute::default();
+                        attr.string_value = v.string_value.clone();
+                        attr.data_type = Some(v.data_type.clone());
+                        (k.clone(), attr)
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         out.event_source_arn = Some(self.queue_arn.clone());
         out.event_source = Some("aws:sqs".into());

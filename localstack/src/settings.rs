@@ -103,8 +103,9 @@ impl Settings {
 
 impl Settings {
     /// The environment `terraform/lambda.tf` gives the ingest function.
-    pub fn ingest_environment(&self, names: &Names) -> BTreeMap<String, String> {
+    pub fn ingest_environment(&self, names: &Names, ingest_queue_url: &str) -> BTreeMap<String, String> {
         let mut env = self.ingest.environment.clone();
+        env.insert("INGEST_QUEUE_URL".into(), ingest_queue_url.to_owned());
         env.insert("EVENTS_TABLE".into(), names.events_table.clone());
         env.insert("UPLOAD_PREFIX".into(), names.upload_prefix.clone());
         env.insert("RUST_LOG".into(), "info".into());
@@ -208,7 +209,7 @@ mod tests {
         assert!(s.upload_prefix.ends_with('/') && s.upload_suffixes.iter().all(|x| x.starts_with(".csv")));
         let n = Names::local();
         assert_eq!(n.bucket, "csv-pipeline-uploads-000000000000");
-        let env = s.ingest_environment(&n);
+        let env = s.ingest_environment(&n, "http://queue");
         assert_eq!(
             (env["EVENTS_TABLE"].as_str(), env["UPLOAD_PREFIX"].as_str()),
             ("csv-pipeline-events", "uploads/")

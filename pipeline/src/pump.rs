@@ -319,8 +319,9 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
         ic.s3.clone(),
         ic.dynamodb.clone(),
         Registry::builtin(),
-        ingest_config(&settings, &d.names)?,
-    );
+        ingest_config(&settings, &d.names, &d.ingest_queue_url)?,
+    )
+    .with_continuations(ic.sqs.clone());
     // The pollers act with the function's role, as the event source mappings do.
     let mut sqs_poller = SqsPoller::new(ic.sqs.clone(), &d.ingest_queue_url, settings.ingest.batch_size).await?;
     if opts.ingest_role.is_none() {
@@ -477,7 +478,7 @@ async fn wait_final(target: &Target, keys: &[String], opts: &RunOptions) -> Resu
 
 /// The ingest configuration the deployment runs with: the environment
 /// `terraform/lambda.tf` gives the function, read as the function reads it.
-pub fn ingest_config(settings: &Settings, names: &Names) -> Result<ingest::Config> {
-    let env = settings.ingest_environment(names);
+pub fn ingest_config(settings: &Settings, names: &Names, ingest_queue_url: &str) -> Result<ingest::Config> {
+    let env = settings.ingest_environment(names, ingest_queue_url);
     ingest::Config::from_lookup(|k| env.get(k).cloned()).context("terraform/settings.json")
 }

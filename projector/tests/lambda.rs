@@ -65,7 +65,7 @@ async fn ingested() -> (Target, Vec<EventRecord>) {
         target.clients.dynamodb.clone(),
         schema::Registry::builtin(),
         {
-            let env = Settings::get().ingest_environment(names);
+            let env = Settings::get().ingest_environment(names, &target.deployment.ingest_queue_url);
             ingest::Config::from_lookup(|k| env.get(k).cloned()).unwrap()
         },
     );
