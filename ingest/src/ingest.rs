@@ -279,9 +279,13 @@ impl Ingester {
                 },
             ),
             // Checkpointed without a byte to resume at (a compressed object):
-            // every line is read again, and each counts once, written now or
-            // found present.
-            _ => (Start::Beginning, Progress::default()),
+            // it is read from the start again, and the lines up to the
+            // checkpoint, counted there, are skipped without a request.
+            _ => (Start::Beginning, Progress::of(manifest)),
+        };
+        let skip_through = match start {
+            Start::Beginning => progress.line,
+            Start::Resume { .. } => 0,
         };
         if let Start::Resume { byte, next_line, .. } = &start {
             tracing::info!(%file_id, byte, line = next_line, "resuming from the checkpoint");
@@ -322,9 +326,8 @@ impl Ingester {
                 Err(e) => return tx.blocking_send(Msg::Failed(e.into())).ok(),
             };
             // A compressed object has no byte offset a ranged read could
-            // resume at: its checkpoints keep byte 0, so a retry reads it
-            // from the start again (the conditional puts find the lines
-            // already written, and count them as present).
+            // resume at: its checkpoints keep byte 0, so a continuation reads
+            // it from the start again and skips the lines already counted.
             let resumable = compression == Compression::None;
             let mut lines = match LineReader::new(text, start, &ds, limits) {
                 Ok(r) => r,
@@ -333,6 +336,7 @@ impl Ingester {
             tx.blocking_send(Msg::Header(lines.header().to_vec())).ok()?;
             loop {
                 match lines.next_line() {
+                    Ok(Some(l)) if l.number <= skip_through => continue,
                     Ok(Some(l)) => {
                         let (number, end) = (l.number, if resumable { l.end_byte } else { 0 });
                         let (item, ty) = line_item(&id, &ds, l);
