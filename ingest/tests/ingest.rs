@@ -172,7 +172,8 @@ async fn bad_files_fail_with_a_reason_and_lose_nothing() {
             "unknown column \"colour\"",
         ),
         ("orders/dup.csv", b"order_id,order_id\n", "twice"),
-        ("orders/bin.csv", b"\xff\xfe,\x00\n1,2\n", "not valid UTF-8"),
+        // Latin-1 ("ordér_id"): not UTF-8, and no byte-order mark to name it.
+        ("orders/bin.csv", b"ord\xe9r_id,x\n1,2\n", "not valid UTF-8"),
     ];
     for (key, bytes, reason) in cases {
         let id = env.put(key, bytes).await;
