@@ -187,8 +187,8 @@ async fn put_bad_event(t: &Target) {
     let d = &t.deployment;
     let mut bad = std::collections::HashMap::new();
     for (k, v) in [
-        ("pk", AttributeValue::S("E#ffff#0".into())),
-        ("sk", AttributeValue::N("1".into())),
+        (schema::keys::PK, AttributeValue::S(schema::keys::event_pk("ffff", 1))),
+        (schema::keys::SK, AttributeValue::N("1".into())),
         ("kind", AttributeValue::S("event".into())),
         ("event_type", AttributeValue::S("row.accepted".into())),
         ("event_version", AttributeValue::N("1".into())),

@@ -48,9 +48,12 @@ pub fn page_of(line: u64) -> u64 {
     line / PAGE_SIZE
 }
 
+/// What every event's partition key starts with.
+pub const EVENT_PK_PREFIX: &str = "E#";
+
 /// Partition key of a line's event.
 pub fn event_pk(file_id: &str, line: u64) -> String {
-    format!("E#{file_id}#{}", page_of(line))
+    format!("{EVENT_PK_PREFIX}{file_id}#{}", page_of(line))
 }
 
 /// Partition key of a file's manifest (its sort key is 0).

@@ -106,7 +106,7 @@ pub fn fail_event_puts() -> FailAfter {
             .and_then(|i| i.item())
             .and_then(|i| i.get("pk"))
             .and_then(|v| v.as_s().ok())
-            .is_some_and(|pk| pk.starts_with("E#"))
+            .is_some_and(|pk| pk.starts_with(schema::keys::EVENT_PK_PREFIX))
     })
 }
 
