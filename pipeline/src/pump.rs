@@ -197,9 +197,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<()>
 /// Whether S3 would notify the pipeline of this file: it ends with one of
 /// the deployment's upload suffixes (plain, gzip or zstd CSV).
 fn is_upload(path: &Path) -> bool {
+    // As S3 compares key names: ".CSV" is not ".csv".
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     Settings::get()
         .upload_suffixes

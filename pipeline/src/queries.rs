@@ -163,8 +163,31 @@ fn aggregate_row(item: Item) -> Result<AggregateRow> {
 pub struct StatusRow {
     /// Object key.
     pub key: String,
-    /// Its ingest, once it has begun; `None` while the notification waits.
+    /// Its ingest, once it has begun; `None` while the notification waits
+    /// (or when the pipeline ignores the key).
     pub file: Option<FileSummary>,
+    /// Why the pipeline will never ingest this key (S3 sends no notification
+    /// for it), when it will not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
+}
+
+/// Why S3 sends the pipeline no notification of `key`, if it sends none:
+/// the notification rules take the upload prefix and the upload suffixes only.
+pub fn ignored(key: &str, prefix: &str, suffixes: &[String]) -> Option<String> {
+    if !key.starts_with(prefix) {
+        return Some(format!(
+            "outside the upload prefix {prefix:?}: S3 notifies the pipeline of nothing else"
+        ));
+    }
+    // S3 compares key names as they are: ".CSV" is not ".csv".
+    if !suffixes.iter().any(|s| key.ends_with(s.as_str())) {
+        return Some(format!(
+            "not {}: S3 notifies the pipeline of those only; rename it",
+            suffixes.join(", ")
+        ));
+    }
+    None
 }
 
 /// The key of `file`: as given if it exists in the bucket, else under the upload prefix.
@@ -226,11 +249,16 @@ pub async fn status(target: &Target, file: Option<&str>) -> Result<Vec<StatusRow
         } else {
             None
         };
-        out.push(StatusRow { key, file });
+        let suffixes = localstack::settings::Settings::get().upload_suffixes;
+        let ignored = file
+            .is_none()
+            .then(|| ignored(&key, &names.upload_prefix, &suffixes))
+            .flatten();
+        out.push(StatusRow { key, file, ignored });
     }
     if let (Some(f), [row]) = (file, out.as_slice()) {
         anyhow::ensure!(
-            row.file.is_some(),
+            row.file.is_some() || row.ignored.is_some(),
             "no record of {f:?}: not uploaded, not yet ingested, or its notification is in the ingest dead-letter queue ({})",
             names.ingest_dlq
         );
@@ -289,4 +317,23 @@ pub async fn rejects(target: &Target, file: &str) -> Result<(FileSummary, Vec<Re
     }
     out.sort_by_key(|r| r.line);
     Ok((summary, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ignored;
+
+    #[test]
+    fn keys_s3_never_notifies_are_ignored_with_the_reason() {
+        let suffixes = [".csv".to_owned(), ".csv.gz".to_owned(), ".csv.zst".to_owned()];
+        for key in ["uploads/orders/a.csv", "uploads/a.csv.gz", "uploads/a.csv.zst"] {
+            assert_eq!(ignored(key, "uploads/", &suffixes), None, "{key}");
+        }
+        for key in ["uploads/orders/a.xlsx", "uploads/orders/a.CSV", "uploads/a.csv.bz2"] {
+            let why = ignored(key, "uploads/", &suffixes).unwrap();
+            assert!(why.contains(".csv, .csv.gz, .csv.zst"), "{key}: {why}");
+        }
+        let why = ignored("elsewhere/a.csv", "uploads/", &suffixes).unwrap();
+        assert!(why.contains("outside the upload prefix"), "{why}");
+    }
 }

@@ -38,7 +38,13 @@ pub fn print_status(rows: &[StatusRow]) {
     for r in rows {
         match &r.file {
             Some(f) => println!("{}", file_row(f, false)),
-            None => println!("{:<46} {:<9} {:<9}", r.key, "-", "waiting"),
+            None => match &r.ignored {
+                Some(why) => println!(
+                    "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8}  {why}",
+                    r.key, "-", "ignored", "", "", ""
+                ),
+                None => println!("{:<46} {:<9} {:<9}", r.key, "-", "waiting"),
+            },
         }
     }
 }
