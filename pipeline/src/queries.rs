@@ -190,6 +190,20 @@ pub fn ignored(key: &str, prefix: &str, suffixes: &[String]) -> Option<String> {
     None
 }
 
+/// Whether `key` is an object of the upload bucket.
+async fn exists(target: &Target, key: &str) -> bool {
+    let names = &target.deployment.names;
+    target
+        .clients
+        .s3
+        .head_object()
+        .bucket(&names.bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
 /// The key of `file`: as given if it exists in the bucket, else under the upload prefix.
 async fn resolve_key(target: &Target, file: &str) -> String {
     let names = &target.deployment.names;
@@ -216,6 +230,7 @@ async fn resolve_key(target: &Target, file: &str) -> String {
 /// The state of one uploaded object, or of every object under the upload prefix.
 pub async fn status(target: &Target, file: Option<&str>) -> Result<Vec<StatusRow>> {
     let names = &target.deployment.names;
+    let listed = file.is_none();
     let keys = match file {
         Some(f) => vec![resolve_key(target, f).await],
         None => {
@@ -249,11 +264,12 @@ pub async fn status(target: &Target, file: Option<&str>) -> Result<Vec<StatusRow
         } else {
             None
         };
+        // Ignored: in the bucket (listed, or found by name), never notified.
         let suffixes = localstack::settings::Settings::get().upload_suffixes;
-        let ignored = file
-            .is_none()
-            .then(|| ignored(&key, &names.upload_prefix, &suffixes))
-            .flatten();
+        let ignored = match (&file, ignored(&key, &names.upload_prefix, &suffixes)) {
+            (None, Some(why)) if listed || exists(target, &key).await => Some(why),
+            _ => None,
+        };
         out.push(StatusRow { key, file, ignored });
     }
     if let (Some(f), [row]) = (file, out.as_slice()) {

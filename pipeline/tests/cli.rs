@@ -139,6 +139,13 @@ fn cli_end_to_end_on_the_data_directory() {
     assert!(rejects.iter().all(|x| !x["reason"].as_str().unwrap().is_empty()));
     let (code, _) = pipeline(&state, &["status", "orders/never-uploaded.csv"]);
     assert_eq!(code, 1, "an unknown file is an error");
+    // An upload S3 never notifies the pipeline of is ignored, and says why.
+    put(&state, "uploads/orders/notes.xlsx", b"not a csv");
+    let (code, out) = pipeline(&state, &["status", "uploads/orders/notes.xlsx", "--json"]);
+    assert_eq!(code, 0);
+    let rows: Vec<serde_json::Value> = json(&out);
+    assert!(rows[0]["file"].is_null(), "{rows:?}");
+    assert!(rows[0]["ignored"].as_str().unwrap().contains(".csv.gz"), "{rows:?}");
     let (code, out) = pipeline(&state, &["aggregates", "orders", "--json"]);
     assert_eq!(code, 0);
     let orders: Vec<pipeline::queries::AggregateRow> = json(&out);
@@ -172,6 +179,21 @@ fn cli_end_to_end_on_the_data_directory() {
     assert_eq!(d[0]["group"], serde_json::json!(victim.group));
     assert_eq!(d[0]["expected"], victim.measures["units"]);
     assert_eq!(d[0]["live"], "999999");
+}
+
+/// Put an object into the embedded stack's bucket, as any S3 client would.
+fn put(state: &Path, key: &str, body: &[u8]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let target = pipeline::target::Target::embedded(state, Default::default())
+            .await
+            .unwrap();
+        let bucket = target.deployment.names.bucket.clone();
+        localstack::upload::upload_bytes(&target.clients.s3, &bucket, key, body.to_vec())
+            .await
+            .unwrap();
+        target.close().await;
+    });
 }
 
 /// Overwrite one measure of one aggregate group in the live table.
