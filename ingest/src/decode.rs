@@ -55,25 +55,102 @@ pub enum DecodeError {
 
 /// `input` decompressed as its first bytes say, checked to be UTF-8 text.
 /// Returns the compression found and the text's bytes.
-pub fn text<R: Read + Send + 'static>(mut input: R) -> Result<(Compression, Box<dyn Read + Send>), DecodeError> {
+pub fn text<R: Read + Send + 'static>(input: R) -> Result<(Compression, Box<dyn Read + Send>), DecodeError> {
+    let mut input = Source(input);
     let head = read_head(&mut input)?;
     let kind = compression(&head);
     let raw = Chain::new(head, input);
     let mut decoded: Box<dyn Read + Send> = match kind {
         Compression::None => Box::new(raw),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-        Compression::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(raw).map_err(|e| DecodeError::Corrupt(kind, e.to_string()))?,
-        ),
+        Compression::Zstd => Box::new(ZstdFrames::new(raw).map_err(|e| DecodeError::Corrupt(kind, e.to_string()))?),
     };
-    let head = read_head(&mut decoded).map_err(|e| match kind {
-        Compression::None => DecodeError::Io(e),
-        _ => DecodeError::Corrupt(kind, e.to_string()),
-    })?;
+    let head = read_head(&mut decoded).map_err(|e| classify(kind, e))?;
     if let Some(name) = foreign_encoding(&head) {
         return Err(DecodeError::Encoding(name));
     }
     Ok((kind, Box::new(Chain::new(head, decoded))))
+}
+
+/// An error of the object's byte stream itself (the network, S3): worth a
+/// retry, unlike a stream that does not decompress.
+#[derive(Debug)]
+struct SourceError(io::Error);
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The object's bytes, their errors marked as the source's.
+struct Source<R>(R);
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| io::Error::new(e.kind(), SourceError(e)))
+    }
+}
+
+/// Whether `e`, met while reading a file's text, came from the object's
+/// byte stream (transient) rather than from decoding it (the file's fault).
+pub fn is_source_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<SourceError>())
+}
+
+/// An error met reading the text of a `kind` object, as the file's fault or not.
+pub fn classify(kind: Compression, e: io::Error) -> DecodeError {
+    if kind == Compression::None || is_source_error(&e) {
+        DecodeError::Io(e)
+    } else {
+        DecodeError::Corrupt(kind, e.to_string())
+    }
+}
+
+/// Every frame of a zstd stream, one after another (a file written by
+/// `pzstd`, or files concatenated, has several; a decoder of one frame would
+/// end the text at the first, and lose the rest without a word).
+struct ZstdFrames {
+    frame: Option<ruzstd::decoding::StreamingDecoder<Box<dyn Read + Send>, ruzstd::decoding::FrameDecoder>>,
+}
+
+impl ZstdFrames {
+    fn new(source: impl Read + Send + 'static) -> Result<Self, ruzstd::decoding::errors::FrameDecoderError> {
+        let source: Box<dyn Read + Send> = Box::new(source);
+        Ok(ZstdFrames {
+            frame: Some(ruzstd::decoding::StreamingDecoder::new(source)?),
+        })
+    }
+}
+
+impl Read for ZstdFrames {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(frame) = self.frame.as_mut() else { return Ok(0) };
+            let n = frame.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The frame ended: another may follow.
+            let mut source = self.frame.take().expect("a frame").into_inner();
+            let head = read_head(&mut source)?;
+            if head.is_empty() {
+                return Ok(0);
+            }
+            let next: Box<dyn Read + Send> = Box::new(Chain::new(head, source));
+            // A frame that does not start as one (a skippable frame too,
+            // which ruzstd does not read) is the file's fault.
+            let decoder = ruzstd::decoding::StreamingDecoder::new(next)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd frame: {e}")))?;
+            self.frame = Some(decoder);
+        }
+    }
 }
 
 /// Up to the first four bytes of `r` (fewer only at its end): a body may
@@ -178,6 +255,50 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("UTF-16 (big-endian)"), "{e}");
+    }
+
+    #[test]
+    fn every_frame_of_a_zstd_file_is_read() {
+        let a = b"a,b\n1,2\n".repeat(500);
+        let b = b"3,4\n".repeat(700);
+        let mut two = zstd_frame(&a);
+        two.extend(zstd_frame(&b));
+        let (kind, mut t) = text(std::io::Cursor::new(two)).unwrap();
+        assert_eq!(kind, Compression::Zstd);
+        assert_eq!(read_all(&mut t), [a, b].concat());
+    }
+
+    /// One zstd frame of `bytes`, written by the reference encoder would be
+    /// best; ruzstd's own encoder keeps this test free of C.
+    fn zstd_frame(bytes: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    #[test]
+    fn a_stream_that_stops_decompressing_is_the_files_fault_and_a_failed_read_is_not() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &b"a,b\n1,2\n".repeat(20_000)).unwrap();
+        let mut gz = gz.finish().unwrap();
+        gz.truncate(gz.len() / 2);
+        let (kind, mut t) = text(std::io::Cursor::new(gz)).unwrap();
+        let e = t.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(matches!(classify(kind, e), DecodeError::Corrupt(Compression::Gzip, _)));
+        // The network failing mid-body is the source's, whatever the encoding.
+        struct Fails;
+        impl Read for Fails {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
+            }
+        }
+        let gz_head = std::io::Cursor::new(vec![0x1f, 0x8b, 8, 0]).chain(Fails);
+        match text(gz_head) {
+            Err(DecodeError::Io(e)) => assert!(is_source_error(&e)),
+            Ok((kind, mut t)) => {
+                let e = t.read_to_end(&mut Vec::new()).unwrap_err();
+                assert!(matches!(classify(kind, e), DecodeError::Io(_)));
+            }
+            Err(other) => panic!("{other}"),
+        }
     }
 
     #[test]

@@ -83,6 +83,9 @@ enum Msg {
     Header(Vec<String>),
     Line(Built),
     Failed(ReadError),
+    /// The reader read the whole input: without it, a closed channel means
+    /// the reader died, and the file is not complete.
+    End,
 }
 
 fn now_str() -> String {
@@ -321,9 +324,21 @@ impl Ingester {
         let id = file_id.clone();
         let reader = tokio::task::spawn_blocking(move || {
             let input = SyncIoBridge::new(body.into_async_read());
-            let (compression, text) = match decode::text(input) {
+            // A ranged read resumes a plain file mid-way: its bytes there are
+            // a record's, not a magic number or a byte-order mark.
+            let detected = match start {
+                Start::Resume { .. } => Ok((Compression::None, Box::new(input) as Box<dyn std::io::Read + Send>)),
+                Start::Beginning => decode::text(input),
+            };
+            let (compression, text) = match detected {
                 Ok(t) => t,
                 Err(e) => return tx.blocking_send(Msg::Failed(e.into())).ok(),
+            };
+            // Past the first bytes, a compressed stream that stops decoding
+            // is the file's fault (failed), a read that fails is S3's (retried).
+            let failed = |e: ReadError| match e {
+                ReadError::Io(io) => ReadError::from(decode::classify(compression, io)),
+                other => other,
             };
             // A compressed object has no byte offset a ranged read could
             // resume at: its checkpoints keep byte 0, so a continuation reads
@@ -331,7 +346,7 @@ impl Ingester {
             let resumable = compression == Compression::None;
             let mut lines = match LineReader::new(text, start, &ds, limits) {
                 Ok(r) => r,
-                Err(e) => return tx.blocking_send(Msg::Failed(e)).ok(),
+                Err(e) => return tx.blocking_send(Msg::Failed(failed(e))).ok(),
             };
             tx.blocking_send(Msg::Header(lines.header().to_vec())).ok()?;
             loop {
@@ -342,8 +357,8 @@ impl Ingester {
                         let (item, ty) = line_item(&id, &ds, l);
                         tx.blocking_send(Msg::Line(Built { number, end, item, ty })).ok()?
                     }
-                    Ok(None) => return Some(()),
-                    Err(e) => return tx.blocking_send(Msg::Failed(e)).ok(),
+                    Ok(None) => return tx.blocking_send(Msg::End).ok(),
+                    Err(e) => return tx.blocking_send(Msg::Failed(failed(e))).ok(),
                 }
             }
         });
@@ -368,7 +383,12 @@ impl Ingester {
                     break;
                 }
                 match rx.recv().await {
-                    None => input_done = true,
+                    Some(Msg::End) => input_done = true,
+                    None => {
+                        stop = Some(IngestError::Reader(
+                            "the reader stopped before the end of the input".into(),
+                        ));
+                    }
                     Some(Msg::Header(h)) => header = h,
                     Some(Msg::Failed(e @ (ReadError::Header(_) | ReadError::Decode(_)))) => {
                         drop(rx);

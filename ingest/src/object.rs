@@ -89,6 +89,13 @@ pub async fn get(s3: &Client, obj: &ObjectRef, from_byte: u64) -> Result<Result<
     match res {
         Ok(o) => Ok(Ok(o)),
         Err(e) if gone(&e) => Ok(Err(Gone)),
+        // A checkpoint at the very end (the last line written, the end not yet
+        // seen): nothing is left to read, which S3 answers 416.
+        Err(e) if from_byte > 0 && e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+            Ok(Ok(GetObjectOutput::builder()
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b""))
+                .build()))
+        }
         Err(e) => Err(s3_err(obj, "GetObject")(e)),
     }
 }

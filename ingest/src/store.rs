@@ -83,9 +83,11 @@ fn manifest_key(file_id: &str) -> HashMap<String, AttributeValue> {
 
 /// How the store's requests are retried: DynamoDB throttling
 /// (`ThrottlingException`, `ProvisionedThroughputExceededException`,
-/// `RequestLimitExceeded`) is absorbed, never a failed file: ten attempts
-/// with exponential backoff and full jitter (50 ms doubling to a 10 s cap,
-/// about a minute in all), per request. Standard mode, not adaptive: a
+/// `RequestLimitExceeded`) is absorbed: ten attempts with exponential
+/// backoff and full jitter (50 ms doubling to a 10 s cap, at most about 23 s
+/// of waits), per request. Beyond that, or when the SDK's shared retry quota
+/// runs dry under a storm of throttles, the write fails and the run stops at
+/// its checkpoint and goes on as a continuation (`handler`). Standard mode, not adaptive: a
 /// throttle is one partition's (a page of 1,000 lines, or the manifest), and
 /// adaptive mode's rate limiter is the whole client's, so one hot partition
 /// would slow every write of the file; measured here, adaptive mode took 97 s

@@ -677,3 +677,19 @@ async fn continuations_carry_a_file_across_deadlines() {
     assert_eq!((m.status, m.rows), (FileStatus::Complete, 3000));
     assert_eq!(env.events(&id, 3000).await.len(), 3000);
 }
+
+/// A compressed file that stops decompressing part-way (truncated, or
+/// corrupt) fails with that reason: the file's fault, not a read to retry.
+#[tokio::test]
+async fn a_truncated_gzip_fails_the_file_with_the_reason() {
+    let env = env().await;
+    let mut body = gzip(&orders(3000, 8));
+    body.truncate(body.len() * 2 / 3);
+    let key = "orders/cut.csv.gz";
+    let id = env.put(key, &body).await;
+    let report = env.ingester.ingest_object(&env.object(key), None).await.unwrap();
+    let reason = report.reason.unwrap_or_default();
+    assert_eq!(report.status, FileStatus::Failed);
+    assert!(reason.contains("does not decompress"), "{reason}");
+    assert_eq!(env.manifest(&id).await.status, FileStatus::Failed);
+}
