@@ -267,14 +267,14 @@ def fake_workspace(tmp, lib_rs):
     """A workspace with one Lambda crate (ingest) using S3 and DynamoDB, a
     member crate it depends on, and a fake cargo registry."""
     root = tmp / "ws"
-    write(root / "Cargo.toml", '[workspace]\nmembers = ["ingest", "shared"]\n')
+    write(root / "Cargo.toml", '[workspace]\nmembers = ["ingest", "common"]\n')
     write(root / "Cargo.lock", "".join(f'[[package]]\nname = "{n}"\nversion = "{v}"\n\n' for n, v in [
-        ("aws-sdk-s3", "1.0.0"), ("aws-sdk-dynamodb", "1.2.0"), ("aws-sdk-sqs", "1.3.0"), ("ingest", "0.1.0"), ("shared", "0.1.0")]))
+        ("aws-sdk-s3", "1.0.0"), ("aws-sdk-dynamodb", "1.2.0"), ("aws-sdk-sqs", "1.3.0"), ("ingest", "0.1.0"), ("common", "0.1.0")]))
     write(root / "ingest" / "Cargo.toml", '[package]\nname = "ingest"\n[dependencies]\naws-sdk-s3 = "1"\n'
-          'aws-sdk-dynamodb = "1"\nshared = { path = "../shared" }\n[dev-dependencies]\naws-sdk-sqs = "1"\n')
+          'aws-sdk-dynamodb = "1"\ncommon = { path = "../common" }\n[dev-dependencies]\naws-sdk-sqs = "1"\n')
     write(root / "ingest" / "src" / "lib.rs", lib_rs)
-    write(root / "shared" / "Cargo.toml", '[package]\nname = "shared"\n[dependencies]\naws-sdk-dynamodb = "1"\n')
-    write(root / "shared" / "src" / "lib.rs", "fn f(c: &Client) { c.delete_item().table_name(t).send(); }\n")
+    write(root / "common" / "Cargo.toml", '[package]\nname = "common"\n[dependencies]\naws-sdk-dynamodb = "1"\n')
+    write(root / "common" / "src" / "lib.rs", "fn f(c: &Client) { c.delete_item().table_name(t).send(); }\n")
     reg = tmp / "cargo" / "registry" / "src" / "index.crates.io-x"
     for crate, service, ops in [("aws-sdk-s3-1.0.0", "S3", ["GetObject", "HeadObject", "ListObjectsV2"]),
                                 ("aws-sdk-dynamodb-1.2.0", "DynamoDB", ["PutItem", "DeleteItem", "TransactWriteItems", "Query"]),
@@ -321,7 +321,7 @@ fn a(s3: &Client) {
         ("ingest:5", "S3", "HeadObject", "{}"),  # set_version_id(Option): both
         ("ingest:11", "DynamoDB", "TransactWriteItems", "{'TransactItems': [['Put', None]]}"),
         ("ingest:12", "DynamoDB", "PutItem", "{}"),
-        ("shared:1", "DynamoDB", "DeleteItem", "{}"),
+        ("common:1", "DynamoDB", "DeleteItem", "{}"),
     ]), got
     # On a bucket whose versioning is Enabled every notification names a
     # version: the Option's None branch is not reachable there.
