@@ -6,6 +6,7 @@
 //! * [`notification`]: message bodies to [`ObjectRef`]s (decoded keys, test events, other event types).
 //! * [`ingest`]: one object: identify by content, claim the manifest, stream, write, checkpoint, finish.
 //! * [`decode`]: gzip and zstd objects decompressed; text that is not UTF-8 refused with a reason.
+//! * [`scan`]: record boundaries found at memory speed, where a big file is cut into chunks.
 //! * [`reader`]: bytes to numbered, validated lines, memory bounded by the line limit.
 //! * [`object`]: the S3 calls; [`store`]: the DynamoDB calls.
 //! * [`config`]: the environment; [`error`]: what fails, with context.
@@ -22,6 +23,7 @@ pub mod ingest;
 pub mod notification;
 pub mod object;
 pub mod reader;
+pub mod scan;
 pub mod store;
 
 pub use config::Config;

@@ -315,7 +315,14 @@ impl<R: Read> Tap<R> {
     /// The physical line starting at `start` (with its line break), reading on
     /// from the stream if needed, and the relative offset just past it.
     fn first_line_from(&mut self, start: u64) -> io::Result<(Vec<u8>, u64)> {
-        let from = (start - self.kept_from) as usize;
+        let mut from = (start - self.kept_from) as usize;
+        // The record starts after the line breaks that lead it (a CRLF's
+        // `\n`, blank lines): the line rejected is its own, never an empty one,
+        // so a read that starts at the record (a chunk) rejects the same line.
+        while from < self.kept.len() && matches!(self.kept[from], b'\r' | b'\n') {
+            from += 1;
+        }
+        let start = self.kept_from + from as u64;
         if let Some(i) = self.kept[from..].iter().position(|&b| b == b'\n') {
             let line = self.kept[from..from + i + 1].to_vec();
             return Ok((line, start + i as u64 + 1));
