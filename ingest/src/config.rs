@@ -31,6 +31,13 @@ pub struct Config {
     /// datasets are routed on the key after it, so `uploads/orders/a.csv`
     /// belongs to `orders`.
     pub upload_prefix: String,
+    /// `CHUNK_ABOVE_BYTES`: a plain object larger than this is planned and
+    /// ingested in chunks side by side (default 128 MiB); smaller ones, and
+    /// compressed ones, are read through by one run. Chunks need the queue
+    /// (`INGEST_QUEUE_URL`) their tasks go to.
+    pub chunk_above: u64,
+    /// `CHUNK_BYTES`: about how many bytes one chunk holds (default 64 MiB).
+    pub chunk_bytes: u64,
 }
 
 /// A variable that is missing or malformed.
@@ -53,6 +60,8 @@ impl Config {
             deadline_margin: Duration::from_secs(10),
             upload_prefix: String::new(),
             queue_url: None,
+            chunk_above: 128 << 20,
+            chunk_bytes: 64 << 20,
         }
     }
 
@@ -90,6 +99,8 @@ impl Config {
         c.deadline_margin = Duration::from_millis(num("DEADLINE_MARGIN_MS", c.deadline_margin.as_millis() as u64)?);
         c.upload_prefix = get("UPLOAD_PREFIX").unwrap_or_default();
         c.queue_url = get("INGEST_QUEUE_URL").filter(|u| !u.is_empty());
+        c.chunk_above = num("CHUNK_ABOVE_BYTES", c.chunk_above)?;
+        c.chunk_bytes = num("CHUNK_BYTES", c.chunk_bytes)?;
         Ok(c)
     }
 }
@@ -107,6 +118,8 @@ pub const ENV_VARS: &[&str] = &[
     "DEADLINE_MARGIN_MS",
     "UPLOAD_PREFIX",
     "INGEST_QUEUE_URL",
+    "CHUNK_ABOVE_BYTES",
+    "CHUNK_BYTES",
 ];
 
 #[cfg(test)]

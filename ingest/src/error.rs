@@ -39,6 +39,14 @@ pub enum IngestError {
         /// The SDK's error with its context.
         message: String,
     },
+    /// An SQS call failed (chunk tasks).
+    #[error("SQS {operation}: {message}")]
+    Sqs {
+        /// The SQS operation.
+        operation: &'static str,
+        /// The SDK's error with its context.
+        message: String,
+    },
     /// Another run holds the file's lease.
     #[error("file {file_id} is being ingested by another run (lease until {lease_until_ms} ms since epoch)")]
     Leased {

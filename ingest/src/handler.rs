@@ -109,6 +109,7 @@ pub async fn handle_message(
             return Ok(Vec::new());
         }
         Ok(Notification::Created(objects)) => objects,
+        Ok(Notification::Chunk(task)) => return Ok(vec![ingester.ingest_chunk(&task, deadline).await?]),
         Err(source) => return Err(IngestError::BadMessage { message_id: id, source }),
     };
     let mut reports = Vec::with_capacity(objects.len());

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
+use crate::chunked::Planned;
 use crate::decode::{self, Compression};
 
 use crate::config::Config;
@@ -72,11 +73,80 @@ struct Built {
 /// Ingests objects into the events table.
 #[derive(Debug, Clone)]
 pub struct Ingester {
-    s3: aws_sdk_s3::Client,
-    store: EventStore,
-    registry: Registry,
-    config: Config,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) store: EventStore,
+    pub(crate) registry: Registry,
+    pub(crate) config: Config,
     sqs: Option<aws_sdk_sqs::Client>,
+}
+
+/// What a run checkpoints: the whole file's manifest, or one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The file, read through by one run at a time.
+    File,
+    /// Chunk `index` of a planned file.
+    Chunk(u64),
+}
+
+/// Where a run starts and stops, and what it has counted so far.
+pub(crate) struct Span {
+    pub(crate) start: Start,
+    pub(crate) progress: Progress,
+    /// Lines to skip without writing (a compressed file re-read from its start).
+    pub(crate) skip_through: u64,
+    /// The byte to stop before (a chunk's end).
+    pub(crate) end: Option<u64>,
+    /// The header, when known.
+    pub(crate) header: Option<Vec<String>>,
+}
+
+impl Span {
+    /// The rest of a file, from its manifest's checkpoint.
+    fn of_file(manifest: &Manifest) -> Self {
+        let (start, progress) = match &manifest.header {
+            Some(header) if manifest.checkpoint_byte > 0 => (
+                Start::Resume {
+                    header: header.clone(),
+                    byte: manifest.checkpoint_byte,
+                    next_line: manifest.checkpoint_line + 1,
+                },
+                Progress::of(manifest),
+            ),
+            // Nothing checkpointed yet: start over; events already written are counted as present.
+            _ if manifest.checkpoint_line == 0 => (
+                Start::Beginning,
+                Progress {
+                    written: manifest.written,
+                    already_present: manifest.already_present,
+                    ..Progress::default()
+                },
+            ),
+            // Checkpointed without a byte to resume at (a compressed object):
+            // it is read from the start again, and the lines up to the
+            // checkpoint, counted there, are skipped without a request.
+            _ => (Start::Beginning, Progress::of(manifest)),
+        };
+        let skip_through = match start {
+            Start::Beginning => progress.line,
+            Start::Resume { .. } => 0,
+        };
+        Span {
+            start,
+            progress,
+            skip_through,
+            end: None,
+            header: manifest.header.clone(),
+        }
+    }
+}
+
+/// How a run that was not stopped ended.
+pub(crate) enum Ended {
+    /// Every line of the span is written.
+    Read(Progress),
+    /// The file cannot be ingested: why.
+    Refused(String, Progress),
 }
 
 enum Msg {
@@ -88,11 +158,11 @@ enum Msg {
     End,
 }
 
-fn now_str() -> String {
+pub(crate) fn now_str() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
@@ -126,7 +196,7 @@ impl Ingester {
         &self.store
     }
 
-    fn lease_until(&self) -> i64 {
+    pub(crate) fn lease_until(&self) -> i64 {
         now_ms() + self.config.lease.as_millis() as i64
     }
 
@@ -198,7 +268,14 @@ impl Ingester {
             }
         };
         let dataset = self.registry.get(&manifest.dataset).cloned().unwrap_or(dataset);
-        let report = self.run(obj, &dataset, &manifest, deadline).await?;
+        let report = if self.plans(obj, &manifest) {
+            match self.plan(obj, &dataset, &manifest, deadline).await? {
+                Planned::Report(r) => r,
+                Planned::Serial => self.run(obj, &dataset, &manifest, deadline).await?,
+            }
+        } else {
+            self.run(obj, &dataset, &manifest, deadline).await?
+        };
         self.store
             .put_upload(&Upload::new(
                 &obj.bucket,
@@ -254,7 +331,8 @@ impl Ingester {
         })
     }
 
-    /// Stream the lines from the checkpoint on and write their events.
+    /// Read the file through from its checkpoint, then give the manifest its
+    /// final status.
     async fn run(
         &self,
         obj: &ObjectRef,
@@ -263,34 +341,8 @@ impl Ingester {
         deadline: Option<Instant>,
     ) -> Result<Report, IngestError> {
         let file_id = manifest.file_id.clone();
-        let (start, mut progress) = match &manifest.header {
-            Some(header) if manifest.checkpoint_byte > 0 => (
-                Start::Resume {
-                    header: header.clone(),
-                    byte: manifest.checkpoint_byte,
-                    next_line: manifest.checkpoint_line + 1,
-                },
-                Progress::of(manifest),
-            ),
-            // Nothing checkpointed yet: start over; events already written are counted as present.
-            _ if manifest.checkpoint_line == 0 => (
-                Start::Beginning,
-                Progress {
-                    written: manifest.written,
-                    already_present: manifest.already_present,
-                    ..Progress::default()
-                },
-            ),
-            // Checkpointed without a byte to resume at (a compressed object):
-            // it is read from the start again, and the lines up to the
-            // checkpoint, counted there, are skipped without a request.
-            _ => (Start::Beginning, Progress::of(manifest)),
-        };
-        let skip_through = match start {
-            Start::Beginning => progress.line,
-            Start::Resume { .. } => 0,
-        };
-        if let Start::Resume { byte, next_line, .. } = &start {
+        let span = Span::of_file(manifest);
+        if let Start::Resume { byte, next_line, .. } = &span.start {
             tracing::info!(%file_id, byte, line = next_line, "resuming from the checkpoint");
         }
         let report = |status, reason: Option<String>, progress| Report {
@@ -302,18 +354,57 @@ impl Ingester {
             reason,
             progress,
         };
+        match self.stream(obj, dataset, &file_id, span, Part::File, deadline).await? {
+            Ended::Refused(reason, progress) => {
+                self.store
+                    .finish(&file_id, FileStatus::Failed, Some(&reason), &progress, &now_str())
+                    .await?;
+                Ok(report(FileStatus::Failed, Some(reason), progress))
+            }
+            Ended::Read(progress) => {
+                self.store
+                    .finish(&file_id, FileStatus::Complete, None, &progress, &now_str())
+                    .await?;
+                tracing::info!(%file_id, rows = progress.rows, accepted = progress.accepted, rejected = progress.rejected,
+                    already_present = progress.already_present, "file complete");
+                Ok(report(FileStatus::Complete, None, progress))
+            }
+        }
+    }
+
+    /// Stream the lines of `span` and write their events, checkpointing
+    /// `part` as it goes. A stop (deadline, a failed write or read) saves the
+    /// checkpoint, releases the lease and returns the error.
+    pub(crate) async fn stream(
+        &self,
+        obj: &ObjectRef,
+        dataset: &Dataset,
+        file_id: &str,
+        span: Span,
+        part: Part,
+        deadline: Option<Instant>,
+    ) -> Result<Ended, IngestError> {
+        let Span {
+            start,
+            mut progress,
+            skip_through,
+            end,
+            header,
+        } = span;
         let from = match &start {
             Start::Resume { byte, .. } => *byte,
             Start::Beginning => 0,
         };
-        let body = match object::get(&self.s3, obj, from).await? {
-            Ok(o) => o.body,
-            Err(Gone) => {
-                let reason = "object no longer exists: the notified version was deleted (or, without versioning, the key replaced) while being read".to_owned();
-                self.store
-                    .finish(&file_id, FileStatus::Failed, Some(&reason), &progress, &now_str())
-                    .await?;
-                return Ok(report(FileStatus::Failed, Some(reason), progress));
+        let body = if end.is_some_and(|e| from >= e) {
+            // A chunk checkpointed at its very end: nothing left to read.
+            aws_sdk_s3::primitives::ByteStream::from_static(b"")
+        } else {
+            match object::get(&self.s3, obj, from, end).await? {
+                Ok(o) => o.body,
+                Err(Gone) => {
+                    let reason = "object no longer exists: the notified version was deleted (or, without versioning, the key replaced) while being read".to_owned();
+                    return Ok(Ended::Refused(reason, progress));
+                }
             }
         };
 
@@ -321,7 +412,7 @@ impl Ingester {
         let (tx, mut rx) = mpsc::channel::<Msg>(1024);
         let limits = self.config.limits;
         let ds = dataset.clone();
-        let id = file_id.clone();
+        let id = file_id.to_owned();
         let reader = tokio::task::spawn_blocking(move || {
             let input = SyncIoBridge::new(body.into_async_read());
             // A ranged read resumes a plain file mid-way: its bytes there are
@@ -363,9 +454,9 @@ impl Ingester {
             }
         });
 
-        let mut header = manifest.header.clone().unwrap_or_default();
+        let mut header = header.unwrap_or_default();
         // Shared with every line's write task, so a line costs no copy of it.
-        let shared_id: std::sync::Arc<str> = file_id.as_str().into();
+        let shared_id: std::sync::Arc<str> = file_id.into();
         let mut inflight = FuturesOrdered::new();
         let mut since_checkpoint = 0u64;
         let mut input_done = false;
@@ -394,10 +485,7 @@ impl Ingester {
                         drop(rx);
                         let reason = e.to_string();
                         tracing::warn!(%file_id, %reason, "file refused");
-                        self.store
-                            .finish(&file_id, FileStatus::Failed, Some(&reason), &progress, &now_str())
-                            .await?;
-                        return Ok(report(FileStatus::Failed, Some(reason), progress));
+                        return Ok(Ended::Refused(reason, progress));
                     }
                     Some(Msg::Failed(ReadError::Io(e))) => {
                         stop = Some(IngestError::S3 {
@@ -444,9 +532,7 @@ impl Ingester {
             since_checkpoint += 1;
             if since_checkpoint >= self.config.checkpoint_every {
                 since_checkpoint = 0;
-                self.store
-                    .checkpoint(&file_id, &progress, &header, self.lease_until(), &now_str())
-                    .await?;
+                self.save(part, file_id, &progress, &header, self.lease_until()).await?;
             }
         }
         drop(rx);
@@ -455,20 +541,28 @@ impl Ingester {
 
         if let Some(mut err) = stop {
             // Keep what is known written, and release the lease so a retry can start at once.
-            self.store
-                .checkpoint(&file_id, &progress, &header, 0, &now_str())
-                .await?;
+            self.save(part, file_id, &progress, &header, 0).await?;
             if let IngestError::Deadline { line, .. } = &mut err {
                 *line = progress.line;
             }
-            tracing::warn!(%file_id, line = progress.line, error = %err, "stopped; the retry resumes at the checkpoint");
+            tracing::warn!(%file_id, ?part, line = progress.line, error = %err, "stopped; the retry resumes at the checkpoint");
             return Err(err);
         }
-        self.store
-            .finish(&file_id, FileStatus::Complete, None, &progress, &now_str())
-            .await?;
-        tracing::info!(%file_id, rows = progress.rows, accepted = progress.accepted, rejected = progress.rejected,
-            already_present = progress.already_present, "file complete");
-        Ok(report(FileStatus::Complete, None, progress))
+        Ok(Ended::Read(progress))
+    }
+
+    /// Checkpoint the file's manifest or the chunk's item.
+    async fn save(
+        &self,
+        part: Part,
+        file_id: &str,
+        p: &Progress,
+        header: &[String],
+        lease: i64,
+    ) -> Result<(), IngestError> {
+        match part {
+            Part::File => self.store.checkpoint(file_id, p, header, lease, &now_str()).await,
+            Part::Chunk(index) => self.store.checkpoint_chunk(file_id, index, p, lease, &now_str()).await,
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! * [`notification`]: message bodies to [`ObjectRef`]s (decoded keys, test events, other event types).
 //! * [`ingest`]: one object: identify by content, claim the manifest, stream, write, checkpoint, finish.
 //! * [`decode`]: gzip and zstd objects decompressed; text that is not UTF-8 refused with a reason.
+//! * `chunked`: big files planned into chunks that run side by side, completed exactly once.
 //! * [`scan`]: record boundaries found at memory speed, where a big file is cut into chunks.
 //! * [`reader`]: bytes to numbered, validated lines, memory bounded by the line limit.
 //! * [`object`]: the S3 calls; [`store`]: the DynamoDB calls.
@@ -15,6 +16,7 @@
 //! the local stack and the tests call the same functions.
 #![deny(missing_docs)]
 
+mod chunked;
 pub mod config;
 pub mod decode;
 pub mod error;

@@ -1,7 +1,7 @@
 //! S3 notifications, as delivered in SQS message bodies, to the objects to ingest.
 
 use percent_encoding::percent_decode_str;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// An object an S3 notification says was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,49 @@ pub enum Notification {
     Created(Vec<ObjectRef>),
     /// `s3:TestEvent`, sent when a notification configuration is saved.
     Test,
+    /// One chunk of a planned file, sent by its planner (`chunk`).
+    Chunk(ChunkTask),
+}
+
+/// The task of one chunk of a big file: which object, which file, which
+/// chunk. The range and the line it starts at are in the chunk's item,
+/// stored before the task was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkTask {
+    /// Bucket.
+    pub bucket: String,
+    /// Key (decoded).
+    pub key: String,
+    /// The version the notification named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The file (content) the chunk belongs to.
+    pub file_id: String,
+    /// The chunk's index in the plan.
+    pub index: u64,
+}
+
+impl ChunkTask {
+    /// The object the chunk reads, at the notified version.
+    pub fn object(&self) -> ObjectRef {
+        ObjectRef {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            size: None,
+            version_id: self.version_id.clone(),
+            sequencer: None,
+        }
+    }
+
+    /// The message body that carries the task.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "chunk": self }).to_string()
+    }
+}
+
+#[derive(Deserialize)]
+struct ChunkBody {
+    chunk: ChunkTask,
 }
 
 /// The body is not an S3 notification.
@@ -83,6 +126,9 @@ pub fn parse(body: &str) -> Result<Notification, NotANotification> {
             return Ok(Notification::Test);
         }
     }
+    if let Ok(t) = serde_json::from_str::<ChunkBody>(body) {
+        return Ok(Notification::Chunk(t.chunk));
+    }
     let event: Event = serde_json::from_str(body).map_err(|e| NotANotification(e.to_string()))?;
     if event.records.is_empty() {
         return Err(NotANotification("no Records".into()));
@@ -126,6 +172,19 @@ pub fn decode_key(raw: &str) -> Result<String, std::str::Utf8Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_task_reads_back_from_its_body() {
+        let t = ChunkTask {
+            bucket: "b".into(),
+            key: "uploads/orders/big file.csv".into(),
+            version_id: Some("v1".into()),
+            file_id: "f".into(),
+            index: 7,
+        };
+        assert_eq!(parse(&t.body()).unwrap(), Notification::Chunk(t.clone()));
+        assert!(parse(r#"{"chunk": {"bucket": "b"}}"#).is_err());
+    }
 
     #[test]
     fn decodes_keys_like_s3_encodes_them() {

@@ -75,9 +75,18 @@ pub async fn head(s3: &Client, obj: &ObjectRef) -> Result<Result<Head, Gone>, In
     }))
 }
 
-/// `GetObject` from `from_byte` on. `Ok(Err(Gone))` if the object no longer exists.
-pub async fn get(s3: &Client, obj: &ObjectRef, from_byte: u64) -> Result<Result<GetObjectOutput, Gone>, IngestError> {
-    let range = (from_byte > 0).then(|| format!("bytes={from_byte}-"));
+/// `GetObject` from `from_byte` on, up to `to_byte` (exclusive) if given. `Ok(Err(Gone))` if the object no longer exists.
+pub async fn get(
+    s3: &Client,
+    obj: &ObjectRef,
+    from_byte: u64,
+    to_byte: Option<u64>,
+) -> Result<Result<GetObjectOutput, Gone>, IngestError> {
+    let range = match to_byte {
+        // HTTP ranges name the last byte, not the one after it.
+        Some(to) => Some(format!("bytes={from_byte}-{}", to.saturating_sub(1))),
+        None => (from_byte > 0).then(|| format!("bytes={from_byte}-")),
+    };
     let res = s3
         .get_object()
         .bucket(&obj.bucket)
@@ -108,7 +117,7 @@ fn gone<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &SdkError<E, aws_sdk_s3::
 
 /// Read the whole object once to hash it, for objects S3 holds no SHA-256 of.
 pub async fn hash(s3: &Client, obj: &ObjectRef) -> Result<Result<String, Gone>, IngestError> {
-    let out = match get(s3, obj, 0).await? {
+    let out = match get(s3, obj, 0, None).await? {
         Ok(o) => o,
         Err(g) => return Ok(Err(g)),
     };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use schema::items::{to_item, FileStatus, Manifest, Upload};
+use schema::items::{to_item, Chunk, ChunkStatus, FileStatus, Manifest, Upload};
 use schema::keys;
 
 use crate::error::IngestError;
@@ -79,6 +79,18 @@ fn manifest_key(file_id: &str) -> HashMap<String, AttributeValue> {
         (keys::PK.to_owned(), s(keys::manifest_pk(file_id))),
         (keys::SK.to_owned(), n(0)),
     ])
+}
+
+fn chunk_key(file_id: &str, index: u64) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (keys::PK.to_owned(), s(keys::manifest_pk(file_id))),
+        (keys::SK.to_owned(), n(keys::chunk_sk(index))),
+    ])
+}
+
+fn is_ccf<E: aws_sdk_dynamodb::error::ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .is_some_and(|se| se.code() == Some("ConditionalCheckFailedException"))
 }
 
 /// How the store's requests are retried: DynamoDB throttling
@@ -358,5 +370,299 @@ impl EventStore {
                 operation: "GetItem",
                 message: format!("manifest does not decode: {err}"),
             })
+    }
+
+    // --- Chunked files: the plan, and each chunk's life cycle. ---
+
+    /// Store planned chunks. One already there is left as it is: planning
+    /// again yields the same chunks, and one may be running or done.
+    pub async fn put_chunks(&self, chunks: &[Chunk]) -> Result<(), IngestError> {
+        let puts = chunks.iter().map(|c| async move {
+            let res = self
+                .client
+                .put_item()
+                .table_name(&*self.table)
+                .set_item(Some(to_item(c)))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match res {
+                Ok(_) => Ok(()),
+                Err(e) if is_ccf(&e) => Ok(()),
+                Err(e) => Err(Self::err(&c.file_id, "PutItem")(e)),
+            }
+        });
+        futures::future::try_join_all(puts).await.map(|_| ())
+    }
+
+    /// Mark the file as chunked, with the header every chunk reads under.
+    pub async fn start_plan(
+        &self,
+        file_id: &str,
+        header: &[String],
+        lease_until_ms: i64,
+        now: &str,
+    ) -> Result<(), IngestError> {
+        let header = AttributeValue::L(header.iter().map(|h| s(h.clone())).collect());
+        self.client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .update_expression("SET chunked = :t, header = :h, lease_until = :until, updated_at = :now")
+            .condition_expression("#status = :ingesting")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":h", header)
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Record how far the plan has come (after its chunks' tasks are sent);
+    /// `total`, once the plan reached the end of the file.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn plan_progress(
+        &self,
+        file_id: &str,
+        byte: u64,
+        line: u64,
+        planned: u64,
+        total: Option<u64>,
+        lease_until_ms: i64,
+        now: &str,
+    ) -> Result<(), IngestError> {
+        let mut expr =
+            "SET plan_byte = :b, plan_line = :l, chunks_planned = :p, lease_until = :until, updated_at = :now"
+                .to_owned();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .condition_expression("#status = :ingesting")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":b", n(byte))
+            .expression_attribute_values(":l", n(line))
+            .expression_attribute_values(":p", n(planned))
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()));
+        if let Some(t) = total {
+            expr.push_str(", chunks_total = :t");
+            req = req.expression_attribute_values(":t", n(t));
+        }
+        req.update_expression(expr)
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Read a chunk.
+    pub async fn chunk(&self, file_id: &str, index: u64) -> Result<Option<Chunk>, IngestError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&*self.table)
+            .set_key(Some(chunk_key(file_id, index)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(Self::err(file_id, "GetItem"))?;
+        out.item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(|err| IngestError::Dynamo {
+                file_id: file_id.to_owned(),
+                operation: "GetItem",
+                message: format!("chunk {index} does not decode: {err}"),
+            })
+    }
+
+    /// Take a pending chunk whose lease has run out (or was never taken).
+    /// `Ok(None)`: it is done, leased by another run, or not planned.
+    pub async fn acquire_chunk(
+        &self,
+        file_id: &str,
+        index: u64,
+        now_ms: i64,
+        lease_until_ms: i64,
+        now: &str,
+    ) -> Result<Option<Chunk>, IngestError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(chunk_key(file_id, index)))
+            .update_expression("SET lease_until = :until, attempts = attempts + :one, updated_at = :now")
+            .condition_expression("#status = :pending AND lease_until < :nowms")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":nowms", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":pending", s(ChunkStatus::Pending.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => serde_dynamo::from_item(out.attributes.unwrap_or_default())
+                .map(Some)
+                .map_err(|err| IngestError::Dynamo {
+                    file_id: file_id.to_owned(),
+                    operation: "UpdateItem",
+                    message: format!("chunk {index} does not decode: {err}"),
+                }),
+            Err(e) if is_ccf(&e) => Ok(None),
+            Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
+        }
+    }
+
+    /// Save a chunk's progress; `lease_until_ms` 0 releases it.
+    pub async fn checkpoint_chunk(
+        &self,
+        file_id: &str,
+        index: u64,
+        p: &Progress,
+        lease_until_ms: i64,
+        now: &str,
+    ) -> Result<(), IngestError> {
+        self.chunk_update(file_id, index, p, lease_until_ms, now)
+            .update_expression(format!("SET {PROGRESS_SET}"))
+            .condition_expression("#status = :pending")
+            .expression_attribute_values(":pending", s(ChunkStatus::Pending.as_str()))
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Add a finished chunk's counts to its file, once: the chunk's index
+    /// joins `chunks_done` in the same conditional update. `Ok(false)`: it
+    /// was counted before (a redelivered task), or the file is final.
+    pub async fn count_chunk(&self, file_id: &str, index: u64, p: &Progress, now: &str) -> Result<bool, IngestError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .update_expression(
+                "ADD chunks_done :set, #rows :rows, accepted :acc, rejected :rej, written :wr, already_present :ap \
+                 SET updated_at = :now",
+            )
+            .condition_expression("#status = :ingesting AND NOT contains(chunks_done, :i)")
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":set", AttributeValue::Ns(vec![index.to_string()]))
+            .expression_attribute_values(":i", n(index))
+            .expression_attribute_values(":rows", n(p.rows))
+            .expression_attribute_values(":acc", n(p.accepted))
+            .expression_attribute_values(":rej", n(p.rejected))
+            .expression_attribute_values(":wr", n(p.written))
+            .expression_attribute_values(":ap", n(p.already_present))
+            .expression_attribute_values(":now", s(now))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
+        }
+    }
+
+    /// Mark a chunk done with its final counts (after [`Self::count_chunk`]).
+    pub async fn chunk_done(&self, file_id: &str, index: u64, p: &Progress, now: &str) -> Result<(), IngestError> {
+        self.chunk_update(file_id, index, p, 0, now)
+            .update_expression(format!("SET {PROGRESS_SET}, #status = :done"))
+            .expression_attribute_values(":done", s(ChunkStatus::Done.as_str()))
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    fn chunk_update(
+        &self,
+        file_id: &str,
+        index: u64,
+        p: &Progress,
+        lease_until_ms: i64,
+        now: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(chunk_key(file_id, index)))
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":rows", n(p.rows))
+            .expression_attribute_values(":acc", n(p.accepted))
+            .expression_attribute_values(":rej", n(p.rejected))
+            .expression_attribute_values(":wr", n(p.written))
+            .expression_attribute_values(":ap", n(p.already_present))
+            .expression_attribute_values(":line", n(p.line))
+            .expression_attribute_values(":byte", n(p.byte))
+            .expression_attribute_values(":until", n(lease_until_ms))
+            .expression_attribute_values(":now", s(now))
+    }
+
+    /// Make a chunked file complete, if its plan is complete and every chunk
+    /// counted. Whoever runs this last wins the condition; everyone else, and
+    /// every later call, gets `Ok(false)`: the file completes exactly once.
+    pub async fn complete_chunked(&self, file_id: &str, now: &str) -> Result<bool, IngestError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .update_expression(
+                "SET #status = :complete, completed_at = :now, updated_at = :now, lease_until = :zero, \
+                 checkpoint_line = #rows",
+            )
+            .condition_expression("#status = :ingesting AND chunks_total = size(chunks_done)")
+            .expression_attribute_names("#rows", "rows")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":complete", s(FileStatus::Complete.as_str()))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
+        }
+    }
+
+    /// Fail a chunked file as a whole (its counters stay the chunks' sums).
+    pub async fn fail_file(&self, file_id: &str, reason: &str, now: &str) -> Result<(), IngestError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(manifest_key(file_id)))
+            .update_expression(
+                "SET #status = :failed, reason = :r, completed_at = :now, updated_at = :now, lease_until = :zero",
+            )
+            .condition_expression("#status = :ingesting")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":failed", s(FileStatus::Failed.as_str()))
+            .expression_attribute_values(":ingesting", s(FileStatus::Ingesting.as_str()))
+            .expression_attribute_values(":r", s(reason))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_ccf(&e) => Ok(()),
+            Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
+        }
     }
 }

@@ -64,6 +64,6 @@ pub fn decode(rec: &EventRecord) -> Result<Change, DecodeError> {
                 serde_dynamo::from_item(image.clone()).map_err(|e| err(format!("manifest does not decode: {e}")))?;
             Ok(Change::Manifest(Box::new(m)))
         }
-        ItemKind::Upload => Ok(Change::Ignored),
+        ItemKind::Upload | ItemKind::Chunk => Ok(Change::Ignored),
     }
 }

@@ -24,6 +24,8 @@ pub enum ItemKind {
     Manifest,
     /// One object key that was seen.
     Upload,
+    /// One planned part of a big file ([`Chunk`]).
+    Chunk,
 }
 
 /// The two kinds of line event.
@@ -266,9 +268,38 @@ pub struct Manifest {
     /// When the status became final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// The file is ingested in chunks ([`Chunk`]); its counters are the sums
+    /// of its finished chunks.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chunked: bool,
+    /// How far the plan has come: the byte where the next chunk starts...
+    #[serde(default)]
+    pub plan_byte: u64,
+    /// ...and the line it starts at.
+    #[serde(default)]
+    pub plan_line: u64,
+    /// Chunks planned (and their tasks sent) so far.
+    #[serde(default)]
+    pub chunks_planned: u64,
+    /// Chunks in all, once the plan is complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks_total: Option<u64>,
+    /// The chunks whose lines are written and counted here: each is added
+    /// once, under a condition, so its counts are too.
+    #[serde(
+        default,
+        with = "serde_dynamo::number_set",
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    pub chunks_done: BTreeSet<u64>,
 }
 
 impl Manifest {
+    /// Whether a chunked file's plan is complete and every chunk done.
+    pub fn all_chunks_done(&self) -> bool {
+        self.chunks_total.is_some_and(|t| self.chunks_done.len() as u64 == t)
+    }
+
     /// A manifest for content seen for the first time.
     pub fn new(
         file_id: &str,
@@ -305,6 +336,126 @@ impl Manifest {
             created_at: now.to_owned(),
             updated_at: now.to_owned(),
             completed_at: None,
+            chunked: false,
+            plan_byte: 0,
+            plan_line: 0,
+            chunks_planned: 0,
+            chunks_total: None,
+            chunks_done: BTreeSet::new(),
+        }
+    }
+}
+
+/// Where a chunk stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkStatus {
+    /// Planned; its lines are being (or will be) written.
+    Pending,
+    /// Every line written and counted in the manifest.
+    Done,
+}
+
+impl ChunkStatus {
+    /// The attribute value of this status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkStatus::Pending => "pending",
+            ChunkStatus::Done => "done",
+        }
+    }
+}
+
+/// One part of a big file: a byte range that starts at a record, and the
+/// line number of that record, so its events have the keys a serial ingest
+/// gives them. Stored beside the manifest (same `pk`, `sk` = index + 1)
+/// before its task is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// `F#{file_id}`, the manifest's.
+    pub pk: String,
+    /// [`keys::chunk_sk`] of the index.
+    pub sk: u64,
+    /// Always [`ItemKind::Chunk`].
+    pub kind: ItemKind,
+    /// The file.
+    pub file_id: String,
+    /// 0-based position in the plan.
+    pub index: u64,
+    /// First byte (a record's first byte, or 0).
+    pub start_byte: u64,
+    /// Byte just past the last.
+    pub end_byte: u64,
+    /// Number of the first record in the range.
+    pub first_line: u64,
+    /// Records in the range, when the scan could count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    /// Where it stands.
+    pub status: ChunkStatus,
+    /// Lines read up to the checkpoint.
+    #[serde(default)]
+    pub rows: u64,
+    /// Accepted among them.
+    #[serde(default)]
+    pub accepted: u64,
+    /// Rejected among them.
+    #[serde(default)]
+    pub rejected: u64,
+    /// Events its runs wrote.
+    #[serde(default)]
+    pub written: u64,
+    /// Events a run found already written.
+    #[serde(default)]
+    pub already_present: u64,
+    /// Last line known written, with every line of the chunk before it (0: none).
+    #[serde(default)]
+    pub checkpoint_line: u64,
+    /// Byte just past that line (0: none).
+    #[serde(default)]
+    pub checkpoint_byte: u64,
+    /// Until when (epoch ms) a run holds the chunk.
+    #[serde(default)]
+    pub lease_until: i64,
+    /// Runs that worked on it.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl Chunk {
+    /// A planned, not yet started chunk.
+    pub fn planned(
+        file_id: &str,
+        index: u64,
+        start_byte: u64,
+        end_byte: u64,
+        first_line: u64,
+        lines: Option<u64>,
+        now: &str,
+    ) -> Self {
+        Chunk {
+            pk: keys::manifest_pk(file_id),
+            sk: keys::chunk_sk(index),
+            kind: ItemKind::Chunk,
+            file_id: file_id.to_owned(),
+            index,
+            start_byte,
+            end_byte,
+            first_line,
+            lines,
+            status: ChunkStatus::Pending,
+            rows: 0,
+            accepted: 0,
+            rejected: 0,
+            written: 0,
+            already_present: 0,
+            checkpoint_line: 0,
+            checkpoint_byte: 0,
+            lease_until: 0,
+            attempts: 0,
+            updated_at: now.to_owned(),
         }
     }
 }

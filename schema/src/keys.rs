@@ -8,6 +8,7 @@
 //! |----------|---------------------------|-------|
 //! | event    | `E#{file_id}#{line/1000}` | line  |
 //! | manifest | `F#{file_id}`             | 0     |
+//! | chunk    | `F#{file_id}`             | index + 1 |
 //! | upload   | `K#{bucket}/{key}`        | 0     |
 //!
 //! The aggregates table (`pk` only):
@@ -59,6 +60,11 @@ pub fn event_pk(file_id: &str, line: u64) -> String {
 /// Partition key of a file's manifest (its sort key is 0).
 pub fn manifest_pk(file_id: &str) -> String {
     format!("F#{file_id}")
+}
+
+/// Sort key of a file's chunk `index` (0-based), beside its manifest (sort key 0).
+pub fn chunk_sk(index: u64) -> u64 {
+    index + 1
 }
 
 /// Partition key of the upload record of an object key (its sort key is 0).

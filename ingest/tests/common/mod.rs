@@ -1,7 +1,7 @@
 //! The ingest's tests on the local stack: a stack per test with the events
 //! table and the bucket, and the real ingester on real SDK clients, observed
 //! and faulted through SDK interceptors (the data path itself is never faked).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
