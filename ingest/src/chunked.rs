@@ -114,8 +114,27 @@ impl Ingester {
         if manifest.chunks_total.is_some() {
             return self.redrive(obj, manifest).await.map(Planned::Report);
         }
+        if manifest.chunked && manifest.plan_byte >= manifest.size {
+            // Every chunk was sent, and the run that sent the last failed to
+            // record the total: record it now rather than plan the end again.
+            self.store
+                .plan_progress(
+                    file_id,
+                    manifest.plan_byte,
+                    manifest.plan_line,
+                    manifest.chunks_planned,
+                    Some(manifest.chunks_planned),
+                    0,
+                    &now_str(),
+                )
+                .await?;
+            let mut m = manifest.clone();
+            m.chunks_total = Some(m.chunks_planned);
+            return self.redrive(obj, &m).await.map(Planned::Report);
+        }
         let from = if manifest.chunked { manifest.plan_byte } else { 0 };
-        let line = if manifest.chunked { manifest.plan_line } else { 1 };
+        // Line 1 until a plan progress is stored (the header counts for none).
+        let line = if manifest.chunked { manifest.plan_line.max(1) } else { 1 };
         let body = match object::get(&self.s3, obj, from, None).await? {
             Ok(o) => o.body,
             Err(Gone) => {
@@ -248,8 +267,14 @@ impl Ingester {
                             let n = ready.len().min(TASKS_PER_BATCH);
                             self.dispatch(obj, file_id, &mut ready, n, &mut planned).await?;
                         }
+                        // Every chunk is sent: a failure from here on must
+                        // not plan the last one again (see the top of `plan`).
+                        cur = Boundary {
+                            byte: manifest.size,
+                            line: cur.line,
+                        };
                         self.store
-                            .plan_progress(file_id, manifest.size, cur.line, planned, Some(planned), 0, &now_str())
+                            .plan_progress(file_id, cur.byte, cur.line, planned, Some(planned), 0, &now_str())
                             .await?;
                         tracing::info!(%file_id, chunks = planned, "planned");
                         // The chunks may all be done already.
@@ -407,6 +432,8 @@ impl Ingester {
             ));
         }
         if manifest.chunks_done.contains(&index) {
+            // Counted, but its run may have stopped before marking the chunk.
+            self.store.mark_chunk_done(file_id, index, &now_str()).await?;
             return self.close_chunk(&obj, file_id, index, None).await;
         }
         let chunk = match self

@@ -17,6 +17,13 @@
 
 use memchr::{memchr, memchr3};
 
+/// Line breaks between two records beyond which the scan stops: with the
+/// record after them, they must stay well inside the reader's read-ahead
+/// allowance (the line limit plus 64 KiB), so the reader never cuts a record
+/// the scan let through. Both checks look only at bytes after a boundary, so
+/// a scan resumed at one finds what the whole scan found.
+const MAX_BLANK_RUN: u64 = 1024;
+
 /// Where a chunk may start: the first byte of a record, and that record's
 /// line number (records after the header, from 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +66,7 @@ pub struct Scanner {
     /// Where the current record started.
     record_start: u64,
     /// Offset of the line break that ended the previous record.
-    prev_end: u64,
+    line_end: u64,
     quotes: u64,
     quoted_newline: bool,
     /// Records finished, the header included: the next record's line number.
@@ -85,7 +92,7 @@ impl Scanner {
             pos: at.byte,
             prev: b'\n',
             record_start: at.byte,
-            prev_end: at.byte,
+            line_end: at.byte.saturating_sub(1),
             quotes: 0,
             quoted_newline: false,
             records: at.line,
@@ -117,6 +124,15 @@ impl Scanner {
                     };
                     i += k;
                     let at = self.pos + i as u64;
+                    // The reader's line limit counts the line breaks before a
+                    // record too: a long run of them is not cut after.
+                    if at - self.line_end > MAX_BLANK_RUN {
+                        self.stop = Some(Stop {
+                            line: self.records,
+                            reason: "a run of blank lines",
+                        });
+                        break;
+                    }
                     // A chunk starts after the header, at a record's first byte.
                     if self.records >= 1 && at - self.last_boundary >= self.every {
                         out.push(Boundary {
@@ -186,13 +202,13 @@ impl Scanner {
                 line,
                 reason: "an odd number of quotes across a line break",
             });
-        } else if at - self.prev_end > self.max_record_bytes {
+        } else if at - self.record_start > self.max_record_bytes {
             self.stop = Some(Stop {
                 line,
                 reason: "a record longer than the line limit",
             });
         }
-        self.prev_end = at;
+        self.line_end = at;
         self.state = State::RecordStart;
     }
 
@@ -373,6 +389,10 @@ mod tests {
         let (b, end) = boundaries(b"a,b\n1,2\n333333333333,4\n5,6\n", 1, 10);
         assert_eq!(b.len(), 2);
         assert_eq!(end.unwrap_err().reason, "a record longer than the line limit");
+        let blanks = format!("a,b\n1,2\n{}3,4\n5,6\n", "\n".repeat(2000));
+        let (b, end) = boundaries(blanks.as_bytes(), 1, 10);
+        assert_eq!(b, [Boundary { byte: 4, line: 1 }]);
+        assert_eq!(end.unwrap_err().reason, "a run of blank lines");
     }
 
     #[test]

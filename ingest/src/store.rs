@@ -554,7 +554,9 @@ impl EventStore {
                 "ADD chunks_done :set, #rows :rows, accepted :acc, rejected :rej, written :wr, already_present :ap \
                  SET updated_at = :now",
             )
-            .condition_expression("#status = :ingesting AND NOT contains(chunks_done, :i)")
+            .condition_expression(
+                "#status = :ingesting AND (attribute_not_exists(chunks_done) OR NOT contains(chunks_done, :i))",
+            )
             .expression_attribute_names("#rows", "rows")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":set", AttributeValue::Ns(vec![index.to_string()]))
@@ -580,6 +582,25 @@ impl EventStore {
         self.chunk_update(file_id, index, p, 0, now)
             .update_expression(format!("SET {PROGRESS_SET}, #status = :done"))
             .expression_attribute_values(":done", s(ChunkStatus::Done.as_str()))
+            .send()
+            .await
+            .map_err(Self::err(file_id, "UpdateItem"))?;
+        Ok(())
+    }
+
+    /// Mark a chunk done whose counts are already in its file (its run
+    /// stopped between counting and marking).
+    pub async fn mark_chunk_done(&self, file_id: &str, index: u64, now: &str) -> Result<(), IngestError> {
+        self.client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(chunk_key(file_id, index)))
+            .update_expression("SET #status = :done, lease_until = :zero, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s(ChunkStatus::Done.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", s(now))
             .send()
             .await
             .map_err(Self::err(file_id, "UpdateItem"))?;

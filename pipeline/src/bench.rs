@@ -42,6 +42,31 @@ pub struct IngestBench {
     pub reupload_s3_requests: u64,
     /// Peak RSS of the process during the ingest (emulators included), bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// `serial` (one run reads the file through) or `chunked`.
+    pub mode: &'static str,
+    /// Chunks the file was planned into (chunked).
+    pub chunks: Option<u64>,
+    /// SQS requests of the first ingest (chunk tasks, polls, deletes; chunked).
+    pub sqs_requests: u64,
+    /// Invocations polling at once (chunked).
+    pub workers: usize,
+}
+
+/// What the boundary scan bench measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScanBench {
+    /// File size.
+    pub bytes: u64,
+    /// Lines in it.
+    pub lines: u64,
+    /// Chunk boundaries found.
+    pub boundaries: u64,
+    /// Wall time of the scan (reading the file from the page cache included).
+    pub seconds: f64,
+    /// Decimal gigabytes a second, on one core.
+    pub gb_per_second: f64,
+    /// Peak RSS while scanning, bytes.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// What one read bench measured.
@@ -79,6 +104,7 @@ struct Setup {
     stack: Option<LocalStack>,
     s3: aws_sdk_s3::Client,
     ddb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
     names: Names,
     stats: generate::Stats,
     path: std::path::PathBuf,
@@ -93,15 +119,15 @@ async fn setup(dir: &Path, spec: Spec, target: Target, counter: &RequestCounter)
     std::io::Write::flush(&mut w)?;
     drop(w);
     let names = Names::local();
-    let (stack, s3, ddb) = match target {
+    let (stack, s3, ddb, sqs) = match target {
         Target::InProcess => {
             let stack = LocalStack::start(State::Dir(dir.join("state")), Ports::default()).await?;
             let c = stack.clients_with(&[shared(counter.clone())]);
-            (Some(stack), c.s3, c.dynamodb)
+            (Some(stack), c.s3, c.dynamodb, c.sqs)
         }
         Target::External => {
             let (c, _) = Clients::from_env(&[shared(counter.clone())]).await;
-            (None, c.s3, c.dynamodb)
+            (None, c.s3, c.dynamodb, c.sqs)
         }
     };
     resources::ensure_events_table(&ddb, &names.events_table).await?;
@@ -110,14 +136,32 @@ async fn setup(dir: &Path, spec: Spec, target: Target, counter: &RequestCounter)
         stack,
         s3,
         ddb,
+        sqs,
         names,
         stats,
         path,
     })
 }
 
-/// Ingest a generated file of `lines` lines, then re-upload it under another key.
-pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) -> Result<IngestBench> {
+/// How the ingest bench runs the file.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunking {
+    /// About how many bytes a chunk holds.
+    pub chunk_bytes: u64,
+    /// Invocations polling the ingest queue at once (the mapping's maximum concurrency).
+    pub workers: usize,
+}
+
+/// Ingest a generated file of `lines` lines (serially, or planned into chunks
+/// run through the ingest queue by `workers` pollers), then re-upload it
+/// under another key.
+pub async fn ingest(
+    dir: &Path,
+    lines: u64,
+    concurrency: usize,
+    chunking: Option<Chunking>,
+    target: Target,
+) -> Result<IngestBench> {
     let spec = Spec {
         lines: Some(lines),
         bytes: None,
@@ -129,6 +173,7 @@ pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) 
         stack,
         s3,
         ddb,
+        sqs,
         names,
         stats,
         path,
@@ -138,7 +183,16 @@ pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) 
     localstack::upload::upload_file(&s3, &names.bucket, key, &path).await?;
     let mut config = Config::new(&names.events_table);
     config.concurrency = concurrency;
-    let ingester = Ingester::new(s3.clone(), ddb, Registry::builtin(), config);
+    let mut ingester = Ingester::new(s3.clone(), ddb.clone(), Registry::builtin(), config.clone());
+    let mut queue = None;
+    if let Some(ch) = chunking {
+        let url = resources::ensure_queue_with_dlq(&sqs, &names.ingest_queue, &names.ingest_dlq, 5).await?;
+        config.queue_url = Some(url.clone());
+        config.chunk_bytes = ch.chunk_bytes;
+        config.chunk_above = ch.chunk_bytes;
+        ingester = Ingester::new(s3.clone(), ddb.clone(), Registry::builtin(), config).with_continuations(sqs.clone());
+        queue = Some(url);
+    }
     let obj = ingest::ObjectRef {
         bucket: names.bucket.clone(),
         key: key.to_owned(),
@@ -151,16 +205,26 @@ pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) 
     reset_peak_rss();
     let t0 = Instant::now();
     let report = ingester.ingest_object(&obj, None).await?;
+    if let (Some(url), Some(ch)) = (&queue, chunking) {
+        drain(&ingester, &sqs, url, ch.workers).await?;
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let peak = peak_rss();
+    let manifest = ingester
+        .store()
+        .manifest(&report.file_id)
+        .await?
+        .context("the manifest of the bench file")?;
     anyhow::ensure!(
-        report.progress.rows == stats.lines,
-        "ingested {} of {} lines",
-        report.progress.rows,
-        stats.lines
+        manifest.status == schema::items::FileStatus::Complete && manifest.rows == stats.lines,
+        "ingested {} of {} lines ({})",
+        manifest.rows,
+        stats.lines,
+        manifest.status.as_str()
     );
     let dynamodb = counter.service("DynamoDB");
     let s3_requests = counter.service("S3");
+    let sqs_requests = counter.service("SQS");
 
     let copy = ingest::ObjectRef {
         key: format!("orders/bench-{lines}-copy.csv"),
@@ -179,11 +243,91 @@ pub async fn ingest(dir: &Path, lines: u64, concurrency: usize, target: Target) 
         reupload_dynamodb_requests: counter.service("DynamoDB"),
         reupload_s3_requests: counter.service("S3"),
         peak_rss_bytes: peak,
+        mode: if manifest.chunked { "chunked" } else { "serial" },
+        chunks: manifest.chunks_total,
+        sqs_requests,
+        workers: chunking.map_or(1, |c| c.workers),
     };
     if let Some(stack) = stack {
         stack.stop().await;
     }
     Ok(result)
+}
+
+/// Poll the ingest queue with `workers` pollers at once, as the event source
+/// mapping does with its maximum concurrency, until it is empty.
+async fn drain(ingester: &Ingester, sqs: &aws_sdk_sqs::Client, url: &str, workers: usize) -> Result<()> {
+    let poller = localstack::pollers::SqsPoller::new(sqs.clone(), url, 10).await?;
+    let worker = || async {
+        loop {
+            let poll = poller
+                .poll_once(
+                    async |event| ingest::handler::handle_batch(ingester, event, None).await,
+                    0,
+                )
+                .await?;
+            anyhow::ensure!(poll.failed.is_empty(), "ingest messages failed: {:?}", poll.failed);
+            if poll.received == 0 {
+                if poller.depth().await? == 0 {
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    for r in futures::future::join_all((0..workers.max(1)).map(|_| worker())).await {
+        r?;
+    }
+    Ok(())
+}
+
+/// Generate an `orders` file of about `size_mb` MB and scan it for chunk
+/// boundaries (64 MiB apart) from the file, 1 MiB at a time, as the planner does.
+pub fn scan(dir: &Path, size_mb: u64) -> Result<ScanBench> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("scan.csv");
+    let spec = Spec {
+        lines: None,
+        bytes: Some(size_mb * 1_000_000),
+        bad_every: 100,
+        seed: 44,
+    };
+    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let stats = generate::orders(&mut w, spec)?;
+    std::io::Write::flush(&mut w)?;
+    drop(w);
+    reset_peak_rss();
+    let t0 = Instant::now();
+    let mut file = std::fs::File::open(&path)?;
+    let mut scanner = ingest::scan::Scanner::new(64 << 20, 64 << 10);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut out = Vec::new();
+    let mut boundaries = 0;
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        scanner.feed(&buf[..n], &mut out);
+        boundaries += out.len() as u64;
+        out.clear();
+    }
+    let lines = scanner
+        .finish()
+        .map_err(|s| anyhow::anyhow!("the scan stopped at line {}: {}", s.line, s.reason))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let peak = peak_rss();
+    std::fs::remove_file(&path)?;
+    anyhow::ensure!(lines == stats.lines, "scanned {lines} of {} lines", stats.lines);
+    Ok(ScanBench {
+        bytes: stats.bytes,
+        lines,
+        boundaries,
+        seconds,
+        gb_per_second: stats.bytes as f64 / seconds / 1e9,
+        peak_rss_bytes: peak,
+    })
 }
 
 /// Stream a generated file of about `size_mb` MB from the S3 emulator through

@@ -55,6 +55,11 @@ pub enum Command {
         /// operation, resources) to this JSON file, for the IAM audit.
         #[arg(long)]
         record_calls: Option<PathBuf>,
+        /// With the handlers in this process: plan plain files larger than
+        /// this many KiB into chunks of this size, instead of the deployment's
+        /// CHUNK_ABOVE_BYTES and CHUNK_BYTES (try chunking on small files).
+        #[arg(long)]
+        chunk_kib: Option<u64>,
     },
     /// Upload CSVs (the pipeline ingests them on its own).
     Upload {
@@ -171,6 +176,20 @@ pub enum BenchWhat {
         /// Conditional puts in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Plan the file into chunks of about this many MiB and run them
+        /// through the ingest queue (default: one run reads it through).
+        #[arg(long)]
+        chunk_mib: Option<u64>,
+        /// Invocations polling the ingest queue at once, with --chunk-mib
+        /// (default: the mapping's maximum concurrency).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Scan a generated file for chunk boundaries: GB/s on one core, peak RSS.
+    Scan {
+        /// Size in MB.
+        #[arg(long, default_value_t = 1000)]
+        size_mb: u64,
     },
     /// Ingest a directory of CSVs, then project the stream with the feed on.
     Project {

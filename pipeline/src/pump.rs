@@ -79,6 +79,9 @@ pub struct RunOptions {
     /// Write the distinct calls each handler's clients made, with the identity
     /// they acted as, to this file (for the deployment check's IAM audit).
     pub record_calls: Option<PathBuf>,
+    /// Chunk plain files larger than this, into chunks of this size, instead
+    /// of what the deployment's settings say (handlers in this process only).
+    pub chunk_bytes: Option<u64>,
 }
 
 /// The clients each handler (and the poller standing in for its event source
@@ -316,13 +319,13 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
     let settings = Settings::get();
     let d = &target.deployment;
     let ic = &handlers.ingest;
-    let ingester = Ingester::new(
-        ic.s3.clone(),
-        ic.dynamodb.clone(),
-        Registry::builtin(),
-        ingest_config(&settings, &d.names, &d.ingest_queue_url)?,
-    )
-    .with_continuations(ic.sqs.clone());
+    let mut config = ingest_config(&settings, &d.names, &d.ingest_queue_url)?;
+    if let Some(bytes) = opts.chunk_bytes {
+        config.chunk_above = bytes;
+        config.chunk_bytes = bytes;
+    }
+    let ingester = Ingester::new(ic.s3.clone(), ic.dynamodb.clone(), Registry::builtin(), config)
+        .with_continuations(ic.sqs.clone());
     // The pollers act with the function's role, as the event source mappings do.
     let mut sqs_poller = SqsPoller::new(ic.sqs.clone(), &d.ingest_queue_url, settings.ingest.batch_size).await?;
     if opts.ingest_role.is_none() {
@@ -376,7 +379,10 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let timed_out = || deadline.is_some_and(|d| Instant::now() > d);
 
-    let ingest_loop = async {
+    // As the mapping does: up to its maximum concurrency of invocations at
+    // once, so a planned file's chunks run side by side here too.
+    let concurrency = settings.ingest.maximum_concurrency.max(1) as usize;
+    let ingest_worker = || async {
         loop {
             anyhow::ensure!(!timed_out(), "timed out waiting for the ingest queue to empty");
             let poll = sqs_poller
@@ -389,14 +395,20 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
                 show(&pb, &t);
             }
             if poll.received == 0 {
+                // The depth counts messages in flight: a worker stops only
+                // when no other one can still send chunk tasks or continuations.
                 if !opts.forever && sqs_poller.depth().await? == 0 {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        ingest_done.set(true);
         anyhow::Ok(())
+    };
+    let ingest_loop = async {
+        let workers = futures::future::join_all((0..concurrency).map(|_| ingest_worker())).await;
+        ingest_done.set(true);
+        workers.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     };
     let stream_loop = async {
         loop {

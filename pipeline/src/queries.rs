@@ -37,6 +37,43 @@ pub struct FileSummary {
     pub already_present: u64,
     /// Why the file failed.
     pub reason: Option<String>,
+    /// A file ingested in chunks: how far they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<ChunkProgress>,
+}
+
+/// The chunks of a planned file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ChunkProgress {
+    /// Chunks whose lines are all written and counted.
+    pub done: u64,
+    /// Chunks planned so far.
+    pub planned: u64,
+    /// Chunks in all, once the plan reached the end of the file.
+    pub total: Option<u64>,
+}
+
+/// Lines read so far by the chunks of a file still ingesting (the manifest
+/// counts only finished chunks): the sum over its chunk items.
+async fn chunk_rows(ddb: &aws_sdk_dynamodb::Client, table: &str, file_id: &str) -> Result<(u64, u64, u64)> {
+    let mut items = ddb
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk AND sk > :zero")
+        .expression_attribute_values(":pk", AttributeValue::S(schema::keys::manifest_pk(file_id)))
+        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send();
+    let (mut rows, mut accepted, mut rejected) = (0, 0, 0);
+    while let Some(item) = items.next().await {
+        let chunk: schema::items::Chunk = serde_dynamo::from_item(item.context("reading chunks")?)?;
+        rows += chunk.rows;
+        accepted += chunk.accepted;
+        rejected += chunk.rejected;
+    }
+    Ok((rows, accepted, rejected))
 }
 
 /// One aggregate group, as stored.
@@ -113,14 +150,25 @@ pub async fn file_summary(target: &Target, key: &str) -> Result<FileSummary> {
     .with_context(|| format!("no manifest for {key}"))?;
     let m: Manifest = serde_dynamo::from_item(manifest)?;
     let dup = upload.outcome == UploadOutcome::Duplicate;
+    let chunks = m.chunked.then_some(ChunkProgress {
+        done: m.chunks_done.len() as u64,
+        planned: m.chunks_planned,
+        total: m.chunks_total,
+    });
+    let (rows, accepted, rejected) = if m.chunked && m.status == FileStatus::Ingesting {
+        chunk_rows(&target.clients.dynamodb, &names.events_table, &m.file_id).await?
+    } else {
+        (m.rows, m.accepted, m.rejected)
+    };
     Ok(FileSummary {
         key: key.to_owned(),
         file_id: m.file_id,
         outcome: upload.outcome,
         status: m.status,
-        rows: m.rows,
-        accepted: m.accepted,
-        rejected: m.rejected,
+        rows,
+        accepted,
+        rejected,
+        chunks,
         written: if dup { 0 } else { m.written },
         already_present: if dup { 0 } else { m.already_present },
         reason: m.reason,

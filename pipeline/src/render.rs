@@ -17,22 +17,29 @@ pub fn file_row(f: &FileSummary, work: bool) -> String {
     } else {
         String::new()
     };
+    let note = match (&f.reason, &f.chunks) {
+        (Some(r), _) => r.clone(),
+        (None, Some(c)) => match c.total {
+            Some(t) => format!("chunks {}/{t} done", c.done),
+            None => format!("chunks {}/{}+ done (planning)", c.done, c.planned),
+        },
+        (None, None) => String::new(),
+    };
     format!(
-        "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8}{work}  {}",
+        "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8}{work}  {note}",
         f.key,
         format!("{:?}", f.outcome).to_lowercase(),
         f.status.as_str(),
         f.rows,
         f.accepted,
         f.rejected,
-        f.reason.as_deref().unwrap_or("")
     )
 }
 
 /// The uploads and their files' states.
 pub fn print_status(rows: &[StatusRow]) {
     println!(
-        "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8}  reason",
+        "{:<46} {:<9} {:<9} {:>7} {:>8} {:>8}  reason or progress",
         "key", "upload", "status", "lines", "accepted", "rejected"
     );
     for r in rows {

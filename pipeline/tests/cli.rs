@@ -220,3 +220,72 @@ fn damage(state: &Path, victim: &pipeline::queries::AggregateRow) {
         target.close().await;
     });
 }
+
+/// `run --chunk-kib 256` on a 1 MB export: the file is planned into chunks that
+/// the local mapping runs side by side; `status` shows them done, and the
+/// lines, counts and aggregates equal a serial run's.
+#[test]
+fn a_chunked_run_equals_a_serial_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in/orders");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("big.csv");
+    let (code, _) = pipeline(
+        &tmp.path().join("gen"),
+        &[
+            "generate",
+            "--out",
+            file.to_str().unwrap(),
+            "--size-mb",
+            "3",
+            "--bad-every",
+            "50",
+        ],
+    );
+    assert_eq!(code, 0);
+    let input = tmp.path().join("in");
+    let input = input.to_str().unwrap();
+
+    let serial_state = tmp.path().join("serial");
+    let (code, out) = pipeline(&serial_state, &["run", input, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let serial: RunSummary = json(&out);
+
+    let state = tmp.path().join("chunked");
+    let (code, out) = pipeline(&state, &["run", input, "--chunk-kib", "256", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let chunked: RunSummary = json(&out);
+    let (s, c) = (&serial.files[0], &chunked.files[0]);
+    assert!(s.chunks.is_none());
+    let chunks = c.chunks.expect("planned into chunks");
+    assert!(
+        chunks.total.unwrap() >= 3 && chunks.done == chunks.total.unwrap(),
+        "{chunks:?}"
+    );
+    assert_eq!(
+        (c.status.as_str(), c.rows, c.accepted, c.rejected),
+        (s.status.as_str(), s.rows, s.accepted, s.rejected)
+    );
+    assert!(s.rejected > 0 && s.rows > 10_000, "{s:?}");
+    // The same groups and measures; a group's version counts its changes
+    // (batching decides those) and file_stats' times are the stream's.
+    let measures = |s: &RunSummary| {
+        s.aggregates
+            .iter()
+            .map(|a| {
+                let mut m = a.measures.clone();
+                m.retain(|k, _| k != "first_seen" && k != "last_seen");
+                (a.aggregate.clone(), a.group.clone(), m)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(measures(&chunked), measures(&serial));
+    assert_eq!(chunked.ingest_dead_letters, 0);
+
+    let (code, out) = pipeline(&state, &["status", "orders/big.csv"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("chunks {0}/{0} done", chunks.total.unwrap())),
+        "{out}"
+    );
+}

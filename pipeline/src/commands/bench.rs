@@ -16,9 +16,20 @@ pub(super) fn exec(rt: &Runtime, what: BenchWhat, json: bool, dir: &Path, extern
     };
     let out = rt.block_on(async {
         match what {
-            BenchWhat::Ingest { lines, concurrency } => {
-                serde_json::to_value(crate::bench::ingest(dir, lines, concurrency, target).await?)
+            BenchWhat::Ingest {
+                lines,
+                concurrency,
+                chunk_mib,
+                workers,
+            } => {
+                let chunking = chunk_mib.map(|mib| crate::bench::Chunking {
+                    chunk_bytes: mib << 20,
+                    workers: workers
+                        .unwrap_or(localstack::settings::Settings::get().ingest.maximum_concurrency as usize),
+                });
+                serde_json::to_value(crate::bench::ingest(dir, lines, concurrency, chunking, target).await?)
             }
+            BenchWhat::Scan { size_mb } => serde_json::to_value(crate::bench::scan(dir, size_mb)?),
             BenchWhat::Project { data, batch_size } => {
                 serde_json::to_value(crate::bench::project(&data, batch_size).await?)
             }

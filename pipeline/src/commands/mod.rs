@@ -37,6 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             projector_role,
             timeout,
             record_calls,
+            chunk_kib,
         } => {
             let opts = crate::pump::RunOptions {
                 paths,
@@ -47,6 +48,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 timeout: timeout.map(std::time::Duration::from_secs),
                 forever: false,
                 record_calls,
+                chunk_bytes: chunk_kib.map(|k| k << 10),
             };
             run::exec(&rt, &args, &opts, json)
         }
