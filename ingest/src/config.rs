@@ -32,11 +32,11 @@ pub struct Config {
     /// belongs to `orders`.
     pub upload_prefix: String,
     /// `CHUNK_ABOVE_BYTES`: a plain object larger than this is planned and
-    /// ingested in chunks side by side (default 128 MiB); smaller ones, and
+    /// ingested in chunks side by side (default 32 MiB); smaller ones, and
     /// compressed ones, are read through by one run. Chunks need the queue
     /// (`INGEST_QUEUE_URL`) their tasks go to.
     pub chunk_above: u64,
-    /// `CHUNK_BYTES`: about how many bytes one chunk holds (default 64 MiB).
+    /// `CHUNK_BYTES`: about how many bytes one chunk holds (default 16 MiB).
     pub chunk_bytes: u64,
 }
 
@@ -60,8 +60,8 @@ impl Config {
             deadline_margin: Duration::from_secs(10),
             upload_prefix: String::new(),
             queue_url: None,
-            chunk_above: 128 << 20,
-            chunk_bytes: 64 << 20,
+            chunk_above: 32 << 20,
+            chunk_bytes: 16 << 20,
         }
     }
 

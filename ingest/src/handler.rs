@@ -1,5 +1,6 @@
-//! The SQS batch: one S3 notification per message, partial batch failures,
-//! and continuations, so that no work waits for a visibility timeout.
+//! The SQS batch: one S3 notification (or one chunk task of a planned file)
+//! per message, partial batch failures, and continuations, so that no work
+//! waits for a visibility timeout.
 
 use std::time::{Duration, Instant};
 
@@ -93,7 +94,8 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_secs((5u64 << (2 * n.min(8))).min(900))
 }
 
-/// Handle one message: every object it announces, in order. A continuation
+/// Handle one message: every object it announces, in order, or the chunk
+/// it names. A continuation
 /// carries the original body again: the objects it finished are duplicates
 /// by then, three requests each.
 pub async fn handle_message(

@@ -268,6 +268,17 @@ impl Ingester {
             }
         };
         let dataset = self.registry.get(&manifest.dataset).cloned().unwrap_or(dataset);
+        // Before the lines: `status` finds the file (and its checkpoint)
+        // while it is being ingested, not only once it is final.
+        self.store
+            .put_upload(&Upload::new(
+                &obj.bucket,
+                &obj.key,
+                &file_id,
+                UploadOutcome::New,
+                &now_str(),
+            ))
+            .await?;
         let report = if self.plans(obj, &manifest) {
             match self.plan(obj, &dataset, &manifest, deadline).await? {
                 Planned::Report(r) => r,
@@ -276,15 +287,6 @@ impl Ingester {
         } else {
             self.run(obj, &dataset, &manifest, deadline).await?
         };
-        self.store
-            .put_upload(&Upload::new(
-                &obj.bucket,
-                &obj.key,
-                &file_id,
-                report.outcome,
-                &now_str(),
-            ))
-            .await?;
         Ok(report)
     }
 

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! * [`handler`]: an SQS batch of S3 notifications to a partial batch response.
+//! * [`handler`]: an SQS batch of S3 notifications and chunk tasks to a partial batch response.
 //! * [`notification`]: message bodies to [`ObjectRef`]s (decoded keys, test events, other event types).
 //! * [`ingest`]: one object: identify by content, claim the manifest, stream, write, checkpoint, finish.
 //! * [`decode`]: gzip and zstd objects decompressed; text that is not UTF-8 refused with a reason.

@@ -302,6 +302,21 @@ async fn duplicated_reordered_and_killed_chunks_write_every_line_once() {
     let total = m.chunks_total.expect("the plan is complete");
     assert!(total >= 10, "{total} chunks");
     assert_eq!(c.take_all().await as u64, total);
+    // The key already points at its file while the chunks are to run, so
+    // `status` shows it ingesting, not waiting.
+    let upload = c
+        .env
+        .ddb
+        .get_item()
+        .table_name(&c.env.names.events_table)
+        .key("pk", AttributeValue::S(schema::keys::upload_pk(c.env.bucket(), key)))
+        .key("sk", AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the upload record is written before the lines");
+    assert_eq!(upload["file_id"].as_s().unwrap(), &id);
 
     // Chunk 3 is killed mid-way: its future dropped while writing.
     let killed = c.task(key, &id, 3);

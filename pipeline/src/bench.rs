@@ -80,6 +80,8 @@ pub struct ReadBench {
     pub seconds: f64,
     /// Lines per second through GetObject, parse, validate and item building.
     pub lines_per_second: f64,
+    /// Mean size of an event item by DynamoDB's rules (1 write unit up to 1 KB).
+    pub mean_item_bytes: f64,
     /// Peak RSS of the process while reading (the S3 emulator included), bytes.
     pub peak_rss_bytes: Option<u64>,
 }
@@ -260,18 +262,17 @@ async fn drain(ingester: &Ingester, sqs: &aws_sdk_sqs::Client, url: &str, worker
     let poller = localstack::pollers::SqsPoller::new(sqs.clone(), url, 10).await?;
     let worker = || async {
         loop {
+            // Long polls, as Lambda's pollers make: an idle worker costs one
+            // receive a second, not a busy loop beside the emulators.
             let poll = poller
                 .poll_once(
                     async |event| ingest::handler::handle_batch(ingester, event, None).await,
-                    0,
+                    1,
                 )
                 .await?;
             anyhow::ensure!(poll.failed.is_empty(), "ingest messages failed: {:?}", poll.failed);
-            if poll.received == 0 {
-                if poller.depth().await? == 0 {
-                    return anyhow::Ok(());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if poll.received == 0 && poller.depth().await? == 0 {
+                return anyhow::Ok(());
             }
         }
     };
@@ -358,18 +359,21 @@ pub async fn read(dir: &Path, size_mb: u64, target: Target) -> Result<ReadBench>
     reset_peak_rss();
     let t0 = Instant::now();
     let body = s3.get_object().bucket(&names.bucket).key(key).send().await?.body;
-    let lines = tokio::task::spawn_blocking(move || -> Result<u64> {
+    let lines = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
         let input = SyncIoBridge::new(body.into_async_read());
         let mut r = LineReader::new(input, Start::Beginning, &dataset, schema::Limits::default())?;
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
+        // A real file id: the key attributes are part of the item's size.
+        let id = "0".repeat(64);
         while let Some(line) = r.next_line()? {
-            let (item, _) = ingest::ingest::line_item("bench", &dataset, line);
-            std::hint::black_box(item);
+            let (item, _) = ingest::ingest::line_item(&id, &dataset, line);
+            bytes += item_bytes(&item) as u64;
             n += 1;
         }
-        Ok(n)
+        Ok((n, bytes))
     })
     .await??;
+    let (lines, item_total) = lines;
     let seconds = t0.elapsed().as_secs_f64();
     anyhow::ensure!(lines == stats.lines, "read {lines} of {} lines", stats.lines);
     let result = ReadBench {
@@ -377,12 +381,34 @@ pub async fn read(dir: &Path, size_mb: u64, target: Target) -> Result<ReadBench>
         bytes: stats.bytes,
         seconds,
         lines_per_second: lines as f64 / seconds,
+        mean_item_bytes: item_total as f64 / lines.max(1) as f64,
         peak_rss_bytes: peak_rss(),
     };
     if let Some(stack) = stack {
         stack.stop().await;
     }
     Ok(result)
+}
+
+/// An item's size as DynamoDB counts it for capacity: attribute names plus
+/// values (numbers about one byte per two digits, plus one; maps and lists
+/// three bytes, plus one per element).
+fn item_bytes(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    fn value(v: &A) -> usize {
+        match v {
+            A::S(s) => s.len(),
+            A::N(n) => n.trim_start_matches('-').replace('.', "").len().div_ceil(2) + 1,
+            A::B(b) => b.as_ref().len(),
+            A::Bool(_) | A::Null(_) => 1,
+            A::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value(v) + 1).sum::<usize>(),
+            A::L(l) => 3 + l.iter().map(|v| value(v) + 1).sum::<usize>(),
+            A::Ss(v) => v.iter().map(String::len).sum(),
+            A::Ns(v) => v.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
 }
 
 /// What the projector bench measured.

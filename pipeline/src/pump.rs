@@ -385,8 +385,9 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
     let ingest_worker = || async {
         loop {
             anyhow::ensure!(!timed_out(), "timed out waiting for the ingest queue to empty");
+            // A long poll: ten idle workers make ten receives a second.
             let poll = sqs_poller
-                .poll_once(async |event| handler::handle_batch(&ingester, event, None).await, 0)
+                .poll_once(async |event| handler::handle_batch(&ingester, event, None).await, 1)
                 .await?;
             {
                 let mut t = totals.borrow_mut();
@@ -400,7 +401,6 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
                 if !opts.forever && sqs_poller.depth().await? == 0 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         anyhow::Ok(())

@@ -62,6 +62,9 @@ pub struct RowValidator {
     /// Per header position: the column name and its type (`String` when untyped).
     slots: Vec<Slot>,
     limits: Limits,
+    /// Untyped: an empty field is kept as an empty string (every field of
+    /// the header is the row's); typed: an empty optional field is absent.
+    keep_empty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -127,7 +130,11 @@ impl RowValidator {
                 dataset: dataset.name.clone(),
             });
         }
-        Ok(RowValidator { slots, limits })
+        Ok(RowValidator {
+            slots,
+            limits,
+            keep_empty: dataset.is_untyped(),
+        })
     }
 
     /// The limits in force.
@@ -189,7 +196,9 @@ impl RowValidator {
                         format!("required column {:?} is empty", slot.name),
                     ));
                 }
-                continue;
+                if !self.keep_empty {
+                    continue;
+                }
             }
             let canonical = if slot.ty == ColumnType::String {
                 value.to_owned()
@@ -343,6 +352,7 @@ mod tests {
         let v = RowValidator::new(&Dataset::untyped(), &header("a,b"), Limits::default()).unwrap();
         let f = v.validate([&b" x "[..], b""].into_iter()).unwrap();
         assert_eq!(f["a"], " x ");
-        assert!(!f.contains_key("b"));
+        assert_eq!(f["b"], "", "an empty field is the row's too, named by its header");
+        assert_eq!(f.len(), 2);
     }
 }
