@@ -23,7 +23,7 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::decode::{self, Compression};
 use crate::error::IngestError;
-use crate::ingest::{now_ms, now_str, Ended, Ingester, Part, Report, Span};
+use crate::ingest::{now_ms, now_str, Ended, Ingester, Part, Planned, Report, Span};
 use crate::notification::{ChunkTask, ObjectRef};
 use crate::object::{self, Gone};
 use crate::reader::{LineReader, ReadError, Start};
@@ -34,14 +34,6 @@ use crate::store::Progress;
 const BLOCK: usize = 1 << 20;
 /// Chunk tasks per `SendMessageBatch` (SQS's most).
 const TASKS_PER_BATCH: usize = 10;
-
-/// What the planning run did.
-pub(crate) enum Planned {
-    /// The plan is stored (maybe in part, until a continuation) and its tasks sent.
-    Report(Report),
-    /// The object is compressed: no ranged reads, so it is read through serially.
-    Serial,
-}
 
 enum ScanMsg {
     Compressed,

@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::io::SyncIoBridge;
 
-use crate::chunked::Planned;
 use crate::decode::{self, Compression};
 
 use crate::config::Config;
@@ -139,6 +138,14 @@ impl Span {
             header: manifest.header.clone(),
         }
     }
+}
+
+/// What a planning run did (`chunked`).
+pub(crate) enum Planned {
+    /// The plan is stored (maybe in part, until a continuation) and its tasks sent.
+    Report(Report),
+    /// The object is compressed: no ranged reads, so it is read through serially.
+    Serial,
 }
 
 /// How a run that was not stopped ended.
