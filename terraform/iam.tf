@@ -60,7 +60,8 @@ data "aws_iam_policy_document" "ingest" {
     sid = "ContinueOnIngestQueue"
     # A run that meets its deadline, or fails in a way a retry can mend, sends
     # its notification again (ingest::handler) rather than waiting out the
-    # queue's visibility timeout.
+    # queue's visibility timeout; a planner sends its chunks' tasks
+    # (SendMessageBatch, authorized as sqs:SendMessage).
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.ingest.arn]
   }
