@@ -578,14 +578,22 @@ impl EventStore {
     }
 
     /// Mark a chunk done with its final counts (after [`Self::count_chunk`]).
+    /// Only a pending chunk: a run that lost a race to another (a lease
+    /// overrun) leaves the winner's counts, which are the manifest's.
     pub async fn chunk_done(&self, file_id: &str, index: u64, p: &Progress, now: &str) -> Result<(), IngestError> {
-        self.chunk_update(file_id, index, p, 0, now)
+        let res = self
+            .chunk_update(file_id, index, p, 0, now)
             .update_expression(format!("SET {PROGRESS_SET}, #status = :done"))
+            .condition_expression("#status = :pending")
             .expression_attribute_values(":done", s(ChunkStatus::Done.as_str()))
+            .expression_attribute_values(":pending", s(ChunkStatus::Pending.as_str()))
             .send()
-            .await
-            .map_err(Self::err(file_id, "UpdateItem"))?;
-        Ok(())
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_ccf(&e) => Ok(()),
+            Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
+        }
     }
 
     /// Mark a chunk done whose counts are already in its file (its run

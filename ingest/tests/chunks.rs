@@ -417,35 +417,39 @@ async fn throttled_chunks_still_complete() {
     assert_eq!(queue_depth(&c.sqs, &c.dlq).await.unwrap(), 0);
 }
 
-/// A compressed upload above the threshold is read through by one run (a
-/// compressed stream has no offsets to cut at), and equals its plain twin.
+/// Compressed uploads above the threshold (gzip and zstd, named like plain
+/// files: told by their bytes) are read through by one run, since a
+/// compressed stream has no offsets to cut at, and equal their plain twin.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_big_compressed_file_is_read_through_and_equals_the_plain_one() {
+async fn big_compressed_files_are_read_through_and_equal_the_plain_one() {
     let plain = orders(600, 9);
     let (want_manifest, want) = serial("orders/plain.csv", &plain, 600).await;
     let c = chunked_env(|c| c, Vec::new()).await;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, &plain).unwrap();
-    let packed = gz.finish().unwrap();
-    assert!(packed.len() > 1024, "above the chunking threshold");
-    // Named like a plain file: told by its bytes.
-    let key = "orders/packed.csv";
-    let id = c.env.put(key, &packed).await;
-    c.notify(key).await;
-    c.drain(None).await;
-    let m = c.env.manifest(&id).await;
-    assert!(!m.chunked);
-    assert_eq!(counters(&m), counters(&want_manifest));
-    let got = items(&c.env, &id, 600).await;
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        // Same lines under another file id.
-        let strip = |i: &Item| {
-            let mut i = i.clone();
-            i.remove("pk");
-            i.remove("file_id");
-            i
-        };
-        assert_eq!(strip(g), strip(w));
+    let zst = zstd::encode_all(&plain[..], 3).unwrap();
+    for (key, packed) in [
+        ("orders/packed-gz.csv", gz.finish().unwrap()),
+        ("orders/packed-zst.csv", zst),
+    ] {
+        assert!(packed.len() > 1024, "above the chunking threshold");
+        let id = c.env.put(key, &packed).await;
+        c.notify(key).await;
+        c.drain(None).await;
+        let m = c.env.manifest(&id).await;
+        assert!(!m.chunked, "{key}");
+        assert_eq!(counters(&m), counters(&want_manifest), "{key}");
+        let got = items(&c.env, &id, 600).await;
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            // Same lines under another file id.
+            let strip = |i: &Item| {
+                let mut i = i.clone();
+                i.remove("pk");
+                i.remove("file_id");
+                i
+            };
+            assert_eq!(strip(g), strip(w), "{key}");
+        }
     }
 }
