@@ -457,15 +457,7 @@ impl Ingester {
             .cloned()
             .unwrap_or_else(Dataset::untyped);
         let header = manifest.header.clone().unwrap_or_default();
-        let progress = Progress {
-            rows: chunk.rows,
-            accepted: chunk.accepted,
-            rejected: chunk.rejected,
-            written: chunk.written,
-            already_present: chunk.already_present,
-            line: chunk.checkpoint_line,
-            byte: chunk.checkpoint_byte,
-        };
+        let progress = Progress::of_chunk(&chunk);
         let start = if chunk.checkpoint_line > 0 {
             Start::Resume {
                 header: header.clone(),

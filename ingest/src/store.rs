@@ -31,6 +31,19 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The counters a chunk holds, as far as its checkpoint.
+    pub fn of_chunk(c: &Chunk) -> Self {
+        Progress {
+            rows: c.rows,
+            accepted: c.accepted,
+            rejected: c.rejected,
+            written: c.written,
+            already_present: c.already_present,
+            line: c.checkpoint_line,
+            byte: c.checkpoint_byte,
+        }
+    }
+
     /// The counters a manifest holds.
     pub fn of(m: &Manifest) -> Self {
         Progress {
@@ -227,12 +240,7 @@ impl EventStore {
                 })?;
                 Ok(Some(m))
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(e) if is_ccf(&e) => Ok(None),
             Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
         }
     }
@@ -249,12 +257,7 @@ impl EventStore {
             .await;
         match res {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if is_ccf(&e) => Ok(false),
             Err(e) => Err(Self::err(file_id, "PutItem")(e)),
         }
     }
@@ -353,11 +356,21 @@ impl EventStore {
 
     /// Read a manifest.
     pub async fn manifest(&self, file_id: &str) -> Result<Option<Manifest>, IngestError> {
+        self.get(file_id, manifest_key(file_id), "manifest").await
+    }
+
+    /// Read one item of a file consistently; `what` names it in errors.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        file_id: &str,
+        key: HashMap<String, AttributeValue>,
+        what: &str,
+    ) -> Result<Option<T>, IngestError> {
         let out = self
             .client
             .get_item()
             .table_name(&*self.table)
-            .set_key(Some(manifest_key(file_id)))
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await
@@ -368,7 +381,7 @@ impl EventStore {
             .map_err(|err| IngestError::Dynamo {
                 file_id: file_id.to_owned(),
                 operation: "GetItem",
-                message: format!("manifest does not decode: {err}"),
+                message: format!("{what} does not decode: {err}"),
             })
     }
 
@@ -464,23 +477,8 @@ impl EventStore {
 
     /// Read a chunk.
     pub async fn chunk(&self, file_id: &str, index: u64) -> Result<Option<Chunk>, IngestError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&*self.table)
-            .set_key(Some(chunk_key(file_id, index)))
-            .consistent_read(true)
-            .send()
+        self.get(file_id, chunk_key(file_id, index), &format!("chunk {index}"))
             .await
-            .map_err(Self::err(file_id, "GetItem"))?;
-        out.item
-            .map(serde_dynamo::from_item)
-            .transpose()
-            .map_err(|err| IngestError::Dynamo {
-                file_id: file_id.to_owned(),
-                operation: "GetItem",
-                message: format!("chunk {index} does not decode: {err}"),
-            })
     }
 
     /// Take a pending chunk whose lease has run out (or was never taken).
