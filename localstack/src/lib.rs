@@ -9,6 +9,7 @@
 //! * [`identity`]: the stack's region, account and credentials.
 //! * [`stack`]: DynamoDB (with Streams), S3 and SQS emulators, started and stopped.
 //! * [`notify`]: S3 object-created notifications, which the S3 emulator lacks.
+//! * [`sqs`]: the SQS emulator, queues in SQLite (durable and bounded).
 //! * [`clients`]: the one builder of SDK clients (local stack, `pipeline up`, AWS).
 //! * [`settings`]: `terraform/settings.json`, the names and settings Terraform uses too.
 //! * [`resources`]: the tables, bucket and queues, created as Terraform creates them.
@@ -33,6 +34,7 @@ pub mod queues;
 pub mod resources;
 pub mod runtime_api;
 pub mod settings;
+pub mod sqs;
 pub mod stack;
 pub mod streams;
 pub mod upload;

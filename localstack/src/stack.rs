@@ -8,6 +8,8 @@
 //!   is a plain hyper service with ranged GETs and SHA-256 checksums, embeds in
 //!   a few lines and keeps objects as plain files; `awsim` embeds only through
 //!   its whole gateway. See docs/local-stack.md.
+//! * SQS: our own ([`crate::sqs`]), queues in SQLite (a file under the state
+//!   directory, or memory).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,17 +23,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clients::{Clients, Endpoints};
-use crate::identity::{ACCESS_KEY, ACCOUNT, REGION, SECRET_KEY};
+use crate::identity::{ACCESS_KEY, SECRET_KEY};
 use crate::notify::{Notifier, NotifyingS3};
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
-use awsim_core::ServiceHandler;
 
 /// Where the stack keeps its state.
 #[derive(Debug, Clone)]
 pub enum State {
     /// Nothing survives the process (tests).
     Memory,
-    /// DynamoDB in `dir/dynamodb.sqlite`, S3 objects under `dir/s3/`.
+    /// DynamoDB in `dir/dynamodb.sqlite`, S3 objects under `dir/s3/`, SQS in
+    /// `dir/sqs.sqlite`.
     Dir(PathBuf),
 }
 
@@ -56,8 +58,7 @@ pub struct LocalStack {
     pub sqs_endpoint: String,
     /// S3 object-created notifications (see [`crate::notify`]).
     pub notifier: Arc<Notifier>,
-    sqs: Arc<awsim_sqs::SqsService>,
-    sqs_snapshot: Option<PathBuf>,
+    sqs: Arc<crate::sqs::Sqs>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     _tmp: Option<PathBuf>,
@@ -105,19 +106,13 @@ impl LocalStack {
         let sqs_listener = bind(ports.sqs).await?;
         let sqs_addr = sqs_listener.local_addr()?;
 
-        // SQS keeps its queues in memory; a snapshot in the state directory,
-        // saved on stop, carries them (messages included) to the next process.
-        let sqs_service = Arc::new(awsim_sqs::SqsService::new());
-        let sqs_snapshot = match &state {
-            State::Dir(dir) => Some(dir.join("sqs.json")),
+        let sqs_path = match &state {
+            State::Dir(dir) => Some(dir.join("sqs.sqlite")),
             State::Memory => None,
         };
-        if let Some(data) = sqs_snapshot.as_ref().and_then(|p| std::fs::read(p).ok()) {
-            sqs_service
-                .restore(&data)
-                .map_err(|e| anyhow::anyhow!("restoring the SQS state: {e}"))?;
-        }
-        let sqs = tokio::spawn(serve_sqs(sqs_listener, sqs_service.clone(), rx.clone()));
+        let sqs_service = crate::sqs::Sqs::open(sqs_path.as_deref(), &endpoint(sqs_addr), rx.clone())
+            .map_err(|e| anyhow::anyhow!("opening the SQS store: {e}"))?;
+        let sqs = tokio::spawn(crate::sqs::serve(sqs_listener, sqs_service.clone(), rx.clone()));
 
         let notifier = Arc::new(Notifier::default());
         let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, notifier.clone(), rx));
@@ -129,7 +124,6 @@ impl LocalStack {
             sqs_endpoint: endpoint(sqs_addr),
             notifier,
             sqs: sqs_service,
-            sqs_snapshot,
             shutdown,
             tasks,
             _tmp: tmp,
@@ -144,21 +138,10 @@ impl LocalStack {
         self.notifier.add(rule);
     }
 
-    /// Also save the SQS state every `period` while the stack runs (a
-    /// long-lived `pipeline up`; otherwise it is saved on stop). The snapshot
-    /// holds every message, so saving often costs in proportion to the queues.
-    pub fn save_sqs_every(&mut self, period: std::time::Duration) {
-        if let Some(path) = self.sqs_snapshot.clone() {
-            let task = save_sqs_periodically(self.sqs.clone(), path, period, self.shutdown.subscribe());
-            self.tasks.push(tokio::spawn(task));
-        }
-    }
-
-    /// Save the SQS state now (it is also saved on stop).
-    pub fn save_sqs(&self) {
-        if let Some(path) = &self.sqs_snapshot {
-            save_sqs(&self.sqs, path);
-        }
+    /// The SQS emulator (for what only the local stack can do, such as
+    /// handing back the messages a stopped process held).
+    pub fn sqs(&self) -> &crate::sqs::Sqs {
+        &self.sqs
     }
 
     /// SDK configuration with the stack's credentials and region (no endpoint).
@@ -187,7 +170,6 @@ impl LocalStack {
 
     /// Stop the servers and wait for them.
     pub async fn stop(mut self) {
-        self.save_sqs();
         let _ = self.shutdown.send(true);
         for t in self.tasks.drain(..) {
             let _ = t.await;
@@ -197,7 +179,6 @@ impl LocalStack {
 
 impl Drop for LocalStack {
     fn drop(&mut self) {
-        self.save_sqs();
         let _ = self.shutdown.send(true);
         if let Some(tmp) = &self._tmp {
             let _ = std::fs::remove_dir_all(tmp);
@@ -262,45 +243,6 @@ async fn serve_s3(listener: TcpListener, root: PathBuf, notifier: Arc<Notifier>,
         }
     }
     graceful.shutdown().await;
-}
-
-/// SQS: `awsim-sqs` behind `awsim-core`'s gateway, served by axum. Its state
-/// is in memory, saved to the state directory as a snapshot.
-async fn serve_sqs(listener: TcpListener, service: Arc<awsim_sqs::SqsService>, mut stop: watch::Receiver<bool>) {
-    let mut state = awsim_core::AppState::new(REGION.to_owned(), ACCOUNT.to_owned());
-    state.register(service, Vec::new());
-    let app = axum::Router::new()
-        .fallback(awsim_core::gateway::handle_request)
-        .with_state(state);
-    let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-        tracing::error!("sqs emulator stopped: {e}");
-    }
-}
-
-fn save_sqs(service: &awsim_sqs::SqsService, path: &Path) {
-    let Some(data) = service.snapshot() else { return };
-    let tmp = path.with_extension("json.tmp");
-    if let Err(e) = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, path)) {
-        tracing::error!("saving the SQS state to {}: {e}", path.display());
-    }
-}
-
-async fn save_sqs_periodically(
-    service: Arc<awsim_sqs::SqsService>,
-    path: PathBuf,
-    period: std::time::Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => save_sqs(&service, &path),
-            _ = stop.wait_for(|s| *s) => break,
-        }
-    }
 }
 
 fn s3_service(root: &Path) -> Result<s3s::service::S3Service> {

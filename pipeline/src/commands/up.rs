@@ -11,8 +11,7 @@ use crate::target::Target;
 
 /// Serve the stack on `ports` with the pipeline running on it, until Ctrl-C.
 pub(super) async fn serve(state: PathBuf, ports: Ports) -> Result<()> {
-    let mut stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
-    stack.save_sqs_every(std::time::Duration::from_secs(30));
+    let stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
     let target = Target::on_stack(stack, &state).await?;
     let stack = target.stack.as_ref().expect("embedded");
     let up = crate::target::UpFile {
