@@ -59,6 +59,14 @@ async fn continue_later(ingester: &Ingester, message: &SqsMessage, error: &Inges
     let (attempt, delay) = match error {
         // Progress, not failure: go on at once, the count unchanged.
         IngestError::Deadline { .. } => (attempt, 0),
+        // Not a failure either: another run holds the file (a duplicate
+        // notification, or a run that died). Look again soon, or when the
+        // lease ends if sooner; the count is unchanged, so waiting out a dead
+        // run's lease cannot exhaust the attempts.
+        IngestError::Leased { lease_until_ms, .. } => (
+            attempt,
+            until_lease_ends(*lease_until_ms).min(backoff(attempt + 1).as_secs() as i32),
+        ),
         e if e.is_retryable() && attempt < MAX_ATTEMPTS => (attempt + 1, backoff(attempt + 1).as_secs() as i32),
         _ => return Ok(false),
     };
@@ -76,6 +84,13 @@ async fn continue_later(ingester: &Ingester, message: &SqsMessage, error: &Inges
         .await
         .map(|_| true)
         .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+}
+
+/// Seconds until a lease ending at `lease_until_ms` has ended, within SQS's
+/// delays (0 to 900 s).
+fn until_lease_ends(lease_until_ms: i64) -> i32 {
+    let left_ms = lease_until_ms - chrono::Utc::now().timestamp_millis();
+    (left_ms.max(0) / 1000 + 1).min(900) as i32
 }
 
 /// Failed attempts so far, from the message's attribute.
@@ -119,6 +134,28 @@ pub async fn handle_message(
         reports.push(ingester.ingest_object(obj, deadline).await?);
     }
     Ok(reports)
+}
+
+/// End the leases held by the runs of a message whose handler is known to be
+/// dead (its process was killed while the message was in flight), so the
+/// message's next run resumes the files at once instead of waiting out a
+/// lease. Returns how many leases ended. The local stack calls this on start
+/// for the messages the stopped process held; on AWS a lease simply lapses.
+pub async fn release_leases(ingester: &Ingester, body: &str) -> Result<usize, IngestError> {
+    let store = ingester.store();
+    let mut released = 0;
+    match notification::parse(body) {
+        Ok(Notification::Created(objects)) => {
+            for o in objects {
+                if let Some(u) = store.upload(&o.bucket, &o.key).await? {
+                    released += usize::from(store.release_lease(&u.file_id).await?);
+                }
+            }
+        }
+        Ok(Notification::Chunk(t)) => released += usize::from(store.release_chunk_lease(&t.file_id, t.index).await?),
+        Ok(Notification::Test) | Err(_) => {}
+    }
+    Ok(released)
 }
 
 #[cfg(test)]

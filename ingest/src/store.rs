@@ -354,6 +354,54 @@ impl EventStore {
         Ok(())
     }
 
+    /// The latest upload recorded under `bucket`/`key`, if any.
+    pub async fn upload(&self, bucket: &str, key: &str) -> Result<Option<Upload>, IngestError> {
+        let k = HashMap::from([
+            (keys::PK.to_owned(), s(keys::upload_pk(bucket, key))),
+            (keys::SK.to_owned(), n(0)),
+        ]);
+        self.get(key, k, "upload record").await
+    }
+
+    /// End the lease a run holds on a file still `ingesting`, so the next run
+    /// takes it over at once; for a run known to be dead (its process was
+    /// killed). `Ok(false)`: the file is not ingesting.
+    pub async fn release_lease(&self, file_id: &str) -> Result<bool, IngestError> {
+        self.void_lease(file_id, manifest_key(file_id), FileStatus::Ingesting.as_str())
+            .await
+    }
+
+    /// End the lease on a pending chunk, as [`EventStore::release_lease`].
+    pub async fn release_chunk_lease(&self, file_id: &str, index: u64) -> Result<bool, IngestError> {
+        self.void_lease(file_id, chunk_key(file_id, index), ChunkStatus::Pending.as_str())
+            .await
+    }
+
+    async fn void_lease(
+        &self,
+        file_id: &str,
+        key: HashMap<String, AttributeValue>,
+        status: &str,
+    ) -> Result<bool, IngestError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&*self.table)
+            .set_key(Some(key))
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("#status = :status")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":status", s(status))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_ccf(&e) => Ok(false),
+            Err(e) => Err(Self::err(file_id, "UpdateItem")(e)),
+        }
+    }
+
     /// Read a manifest.
     pub async fn manifest(&self, file_id: &str) -> Result<Option<Manifest>, IngestError> {
         self.get(file_id, manifest_key(file_id), "manifest").await

@@ -326,6 +326,19 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
     }
     let ingester = Ingester::new(ic.s3.clone(), ic.dynamodb.clone(), Registry::builtin(), config)
         .with_continuations(ic.sqs.clone());
+    if let Some(stack) = &target.stack {
+        // Messages in flight on the ingest queue were held by the pollers of
+        // a process that stopped (or was killed): hand them back now, as AWS
+        // would after the visibility timeout, and end the leases their runs
+        // held, so the files resume from their checkpoints at once.
+        let held = stack
+            .sqs()
+            .release_in_flight(&d.ingest_queue_url)
+            .map_err(|e| anyhow::anyhow!("releasing the ingest queue's messages: {e}"))?;
+        for body in held {
+            ingest::handler::release_leases(&ingester, &body).await?;
+        }
+    }
     // The pollers act with the function's role, as the event source mappings do.
     let mut sqs_poller = SqsPoller::new(ic.sqs.clone(), &d.ingest_queue_url, settings.ingest.batch_size).await?;
     if opts.ingest_role.is_none() {
