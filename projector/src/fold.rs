@@ -40,36 +40,55 @@ pub enum Acc {
     Min(Decimal),
     /// Largest value seen.
     Max(Decimal),
+    /// Earliest time seen, epoch seconds (stored as RFC 3339).
+    Earliest(i64),
+    /// Latest time seen, epoch seconds (stored as RFC 3339).
+    Latest(i64),
 }
 
 impl Acc {
-    /// The value as stored: a count or an exact decimal, as text.
+    /// The value as stored: a count or an exact decimal, as text; a time in
+    /// RFC 3339 (UTC, whole seconds), which sorts as it compares.
     pub fn text(&self) -> String {
         match self {
             Acc::Count(n) => n.to_string(),
             Acc::Sum(d) | Acc::Min(d) | Acc::Max(d) => d.to_string(),
+            Acc::Earliest(t) | Acc::Latest(t) => chrono::DateTime::from_timestamp(*t, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }
     }
 
-    /// Read a stored value back for a measure of `op`.
+    /// Read a stored value back for a measure of `op`. A time is RFC 3339,
+    /// or epoch seconds as aggregates written before feed schema 2 hold it.
     pub fn parse(op: MeasureOp, text: &str) -> Option<Acc> {
+        let time = || -> Option<i64> {
+            match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(t) => Some(t.timestamp()),
+                Err(_) => text.parse().ok(),
+            }
+        };
         Some(match op {
             MeasureOp::Count => Acc::Count(text.parse().ok()?),
             MeasureOp::Sum => Acc::Sum(text.parse().ok()?),
             MeasureOp::Min => Acc::Min(text.parse().ok()?),
             MeasureOp::Max => Acc::Max(text.parse().ok()?),
+            MeasureOp::Earliest => Acc::Earliest(time()?),
+            MeasureOp::Latest => Acc::Latest(time()?),
         })
     }
 
-    /// Combine two values of the same measure. Count and sum add; min and
-    /// max keep the extreme: all four are associative and commutative, so
-    /// the order in which events are folded does not matter.
+    /// Combine two values of the same measure. Count and sum add; min, max,
+    /// earliest and latest keep the extreme: all are associative and
+    /// commutative, so the order in which events are folded does not matter.
     pub fn merge(self, other: Acc) -> Acc {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => Acc::Count(a + b),
             (Acc::Sum(a), Acc::Sum(b)) => Acc::Sum(a + b),
             (Acc::Min(a), Acc::Min(b)) => Acc::Min(a.min(b)),
             (Acc::Max(a), Acc::Max(b)) => Acc::Max(a.max(b)),
+            (Acc::Earliest(a), Acc::Earliest(b)) => Acc::Earliest(a.min(b)),
+            (Acc::Latest(a), Acc::Latest(b)) => Acc::Latest(a.max(b)),
             (a, b) => panic!("merging different measures {a:?} and {b:?}: a bug in the fold plan"),
         }
     }
@@ -103,12 +122,12 @@ struct Plan {
 pub const FILE_STATS: &str = "file_stats";
 
 /// The measures of [`FILE_STATS`]: accepted and rejected lines, and when the
-/// first and last of them reached the stream (epoch seconds).
+/// first and last of them reached the stream (RFC 3339).
 pub const FILE_STATS_MEASURES: [(&str, MeasureOp); 4] = [
     ("accepted", MeasureOp::Sum),
     ("rejected", MeasureOp::Sum),
-    ("first_seen", MeasureOp::Min),
-    ("last_seen", MeasureOp::Max),
+    ("first_seen", MeasureOp::Earliest),
+    ("last_seen", MeasureOp::Latest),
 ];
 
 /// Folds the rows of one dataset into its aggregates.
@@ -160,15 +179,14 @@ impl Folder {
             aggregate: FILE_STATS.to_owned(),
             values: vec![file_id.to_owned()],
         };
-        let at = Decimal::from(at);
         merge_into(
             deltas,
             key,
             vec![
                 Acc::Sum(one(accepted)),
                 Acc::Sum(one(!accepted)),
-                Acc::Min(at),
-                Acc::Max(at),
+                Acc::Earliest(at),
+                Acc::Latest(at),
             ],
         );
     }
@@ -208,6 +226,9 @@ impl Folder {
                             MeasureOp::Min => Acc::Min(x),
                             MeasureOp::Max => Acc::Max(x),
                             MeasureOp::Count => unreachable!("handled above"),
+                            MeasureOp::Earliest | MeasureOp::Latest => {
+                                unreachable!("times are file_stats' own; a definition cannot name them")
+                            }
                         }
                     }
                 };

@@ -813,8 +813,8 @@ mod tests {
             [
                 Acc::Sum(Decimal::ZERO),
                 Acc::Sum(Decimal::from(2)),
-                Acc::Min(Decimal::from(7)),
-                Acc::Max(Decimal::from(7))
+                Acc::Earliest(7),
+                Acc::Latest(7)
             ],
             "two rejected lines counted once each"
         );
@@ -842,6 +842,7 @@ mod tests {
             BTreeMap::from([
                 ("accepted".to_owned(), accepted.to_owned()),
                 ("rejected".to_owned(), "1".to_owned()),
+                // Epoch seconds, as aggregates written before feed schema 2 hold them.
                 ("first_seen".to_owned(), "1".to_owned()),
                 ("last_seen".to_owned(), "4".to_owned()),
             ]),
@@ -856,8 +857,8 @@ mod tests {
         let delta = [
             Acc::Sum(Decimal::ONE),
             Acc::Sum(Decimal::ZERO),
-            Acc::Min(Decimal::from(5)),
-            Acc::Max(Decimal::from(5)),
+            Acc::Earliest(5),
+            Acc::Latest(5),
         ];
         let now = "2024-02-02T00:00:00.000Z";
         let text = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
@@ -879,8 +880,8 @@ mod tests {
             text(&[
                 ("accepted", "1"),
                 ("rejected", "0"),
-                ("first_seen", "5"),
-                ("last_seen", "5")
+                ("first_seen", "1970-01-01T00:00:05Z"),
+                ("last_seen", "1970-01-01T00:00:05Z")
             ])
         );
         assert_eq!(
@@ -901,8 +902,8 @@ mod tests {
             text(&[
                 ("accepted", "3"),
                 ("rejected", "1"),
-                ("first_seen", "1"),
-                ("last_seen", "5")
+                ("first_seen", "1970-01-01T00:00:01Z"),
+                ("last_seen", "1970-01-01T00:00:05Z")
             ])
         );
         assert_eq!(item.updated_at, now);
@@ -916,7 +917,16 @@ mod tests {
             (change.version, change.updated_at.as_str()),
             (3, "2024-01-01T00:00:00.000Z")
         );
-        assert_eq!(change.values, stored.measures);
+        assert_eq!(
+            change.values,
+            text(&[
+                ("accepted", "2"),
+                ("rejected", "1"),
+                ("first_seen", "1970-01-01T00:00:01Z"),
+                ("last_seen", "1970-01-01T00:00:04Z")
+            ]),
+            "announced as stored, times in today's format (feed schema 2)"
+        );
         assert_eq!(
             next_group(&key, None, None, &measures, &terms, now).unwrap(),
             GroupStep::Unchanged(None),

@@ -94,6 +94,13 @@ pub enum MeasureOp {
     Min,
     /// Largest value.
     Max,
+    /// Earliest time (RFC 3339): the per-file statistics' arrival times,
+    /// never a measure of a definition.
+    #[serde(skip_deserializing)]
+    Earliest,
+    /// Latest time (RFC 3339), as [`MeasureOp::Earliest`].
+    #[serde(skip_deserializing)]
+    Latest,
 }
 
 impl Dataset {

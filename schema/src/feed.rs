@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Version of the message layout.
-pub const FEED_SCHEMA_VERSION: u32 = 1;
+/// Version of the message layout. 2: times among the values of
+/// `aggregate.changed` (`file_stats` `first_seen`, `last_seen`) are RFC 3339,
+/// where 1 had epoch seconds.
+pub const FEED_SCHEMA_VERSION: u32 = 2;
 
 /// The JSON Schema of [`FeedMessage`].
 pub const FEED_JSON_SCHEMA: &str = include_str!("../feed.schema.json");
