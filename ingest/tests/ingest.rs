@@ -511,6 +511,7 @@ async fn gzip_and_zstd_files_equal_their_plain_version() {
     localstack::generate::orders(
         &mut plain,
         localstack::generate::Spec {
+            shape: Default::default(),
             lines: Some(1500),
             bytes: None,
             bad_every: 13,

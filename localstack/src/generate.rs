@@ -21,6 +21,20 @@ const COUNTRIES: &[(&str, &str)] = &[
 ];
 const CATEGORIES: &[&str] = &["books", "toys", "garden", "kitchen", "electronics", "music"];
 
+/// How the lines spread over time: the shape decides how many aggregate
+/// groups a batch of events touches, so the projector's cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    /// Orders at random times over a quarter (2024-01-01 to 2024-03-30), in
+    /// no order: about one aggregate change per line.
+    #[default]
+    Spread,
+    /// A daily export: one day's orders in time order (2024-01-01), as
+    /// systems that export once a day write them.
+    Ordered,
+}
+
 /// What to generate.
 #[derive(Debug, Clone, Copy)]
 pub struct Spec {
@@ -32,6 +46,8 @@ pub struct Spec {
     pub bad_every: u64,
     /// Random seed.
     pub seed: u64,
+    /// How the lines spread over time.
+    pub shape: Shape,
 }
 
 /// What was generated.
@@ -69,7 +85,15 @@ pub fn orders(out: &mut impl Write, spec: Spec) -> io::Result<Stats> {
         line.clear();
         let n = stats.lines;
         let (country, currency) = COUNTRIES[rng.gen_range(0..COUNTRIES.len())];
-        let at = start + Duration::seconds(rng.gen_range(0..90 * 86_400));
+        let at = match spec.shape {
+            Shape::Spread => start + Duration::seconds(rng.gen_range(0..90 * 86_400)),
+            // Evenly through the day when the count is known; otherwise one
+            // second apart, wrapping at midnight (a size-bound file).
+            Shape::Ordered => match spec.lines {
+                Some(total) => start + Duration::seconds(((n - 1) * 86_400 / total.max(1)) as i64),
+                None => start + Duration::seconds(((n - 1) % 86_400) as i64),
+            },
+        };
         let qty: u32 = rng.gen_range(1..10);
         let cents: u32 = rng.gen_range(99..50_000);
         let discount = if rng.gen_bool(0.2) {
@@ -134,6 +158,7 @@ mod tests {
     #[test]
     fn generates_what_it_says() {
         let spec = Spec {
+            shape: Default::default(),
             lines: Some(100),
             bytes: None,
             bad_every: 10,
@@ -147,5 +172,24 @@ mod tests {
         let mut again = Vec::new();
         orders(&mut again, spec).unwrap();
         assert_eq!(buf, again, "same seed, same file");
+    }
+
+    #[test]
+    fn an_ordered_export_is_one_day_in_time_order() {
+        let spec = Spec {
+            lines: Some(1_000),
+            bytes: None,
+            bad_every: 0,
+            seed: 3,
+            shape: Shape::Ordered,
+        };
+        let mut buf = Vec::new();
+        orders(&mut buf, spec).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let times: Vec<&str> = text.lines().skip(1).map(|l| l.split(',').nth(1).unwrap()).collect();
+        assert_eq!(times.len(), 1_000);
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+        assert!(times.iter().all(|t| t.starts_with("2024-01-01T")), "one day");
+        assert_ne!(times[0], times[999]);
     }
 }

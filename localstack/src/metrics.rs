@@ -66,6 +66,153 @@ impl Intercept for RequestCounter {
     }
 }
 
+/// Sums the capacity units DynamoDB reports (`ConsumedCapacity`) by
+/// operation: it asks for them on every request (`ReturnConsumedCapacity:
+/// TOTAL`) and reads them off every response, so write and read units are
+/// the service's own count per request (item sizes, the larger of the before
+/// and after images, two units per transactional item), not an estimate.
+/// A write refused by its condition also consumes units on AWS, but its error
+/// reports none: `refused` counts those requests. Cheap to clone; clones share.
+#[derive(Debug, Clone, Default)]
+pub struct CapacityCounter(Arc<Mutex<BTreeMap<String, Capacity>>>);
+
+/// Units and requests of one DynamoDB operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Capacity {
+    /// Requests answered.
+    pub requests: u64,
+    /// Write units consumed.
+    pub write_units: f64,
+    /// Read units consumed.
+    pub read_units: f64,
+    /// Requests refused (a condition, a cancelled transaction): units unreported.
+    pub refused: u64,
+}
+
+impl CapacityCounter {
+    /// Per operation, so far.
+    pub fn snapshot(&self) -> BTreeMap<String, Capacity> {
+        self.0.lock().expect("capacity lock").clone()
+    }
+
+    /// All operations together.
+    pub fn total(&self) -> Capacity {
+        self.snapshot().values().fold(Capacity::default(), |a, c| Capacity {
+            requests: a.requests + c.requests,
+            write_units: a.write_units + c.write_units,
+            read_units: a.read_units + c.read_units,
+            refused: a.refused + c.refused,
+        })
+    }
+}
+
+impl Intercept for CapacityCounter {
+    fn name(&self) -> &'static str {
+        "CapacityCounter"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        ctx: &mut aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation as op;
+        use aws_sdk_dynamodb::types::ReturnConsumedCapacity as R;
+        let input = ctx.input_mut();
+        macro_rules! total {
+            ($($t:ty),*) => {
+                $(if let Some(i) = input.downcast_mut::<$t>() {
+                    i.return_consumed_capacity = Some(R::Total);
+                    return Ok(());
+                })*
+            };
+        }
+        total!(
+            op::put_item::PutItemInput,
+            op::update_item::UpdateItemInput,
+            op::delete_item::DeleteItemInput,
+            op::get_item::GetItemInput,
+            op::batch_get_item::BatchGetItemInput,
+            op::batch_write_item::BatchWriteItemInput,
+            op::transact_write_items::TransactWriteItemsInput,
+            op::transact_get_items::TransactGetItemsInput,
+            op::query::QueryInput,
+            op::scan::ScanInput
+        );
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &aws_sdk_dynamodb::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation as op;
+        use aws_sdk_dynamodb::types::ConsumedCapacity;
+        let Some(m) = cfg.load::<Metadata>() else {
+            return Ok(());
+        };
+        let mut units: Option<Vec<ConsumedCapacity>> = None;
+        let refused = match ctx.output_or_error() {
+            Ok(out) => {
+                macro_rules! one {
+                    ($($t:ty),*) => {
+                        $(if let Some(o) = out.downcast_ref::<$t>() {
+                            units = Some(o.consumed_capacity.iter().cloned().collect());
+                        })*
+                    };
+                }
+                macro_rules! many {
+                    ($($t:ty),*) => {
+                        $(if let Some(o) = out.downcast_ref::<$t>() {
+                            units = Some(o.consumed_capacity.clone().unwrap_or_default());
+                        })*
+                    };
+                }
+                one!(
+                    op::put_item::PutItemOutput,
+                    op::update_item::UpdateItemOutput,
+                    op::delete_item::DeleteItemOutput,
+                    op::get_item::GetItemOutput,
+                    op::query::QueryOutput,
+                    op::scan::ScanOutput
+                );
+                many!(
+                    op::batch_get_item::BatchGetItemOutput,
+                    op::batch_write_item::BatchWriteItemOutput,
+                    op::transact_write_items::TransactWriteItemsOutput,
+                    op::transact_get_items::TransactGetItemsOutput
+                );
+                false
+            }
+            Err(_) => true,
+        };
+        if units.is_none() && !refused {
+            return Ok(()); // not an operation that reports units (CreateTable, streams)
+        }
+        let write = matches!(
+            m.name(),
+            "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems"
+        );
+        let total: f64 = units.iter().flatten().filter_map(|c| c.capacity_units).sum();
+        let mut all = self.0.lock().expect("capacity lock");
+        let c = all.entry(m.name().to_owned()).or_default();
+        if refused {
+            c.refused += 1;
+        } else {
+            c.requests += 1;
+            if write {
+                c.write_units += total;
+            } else {
+                c.read_units += total;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Peak resident memory of this process so far (Linux `VmHWM`), in bytes.
 pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -6,7 +6,8 @@
 //! bounds the lines per second; the `read` bench shows what the ingest itself
 //! does with the same object when it is not waiting on DynamoDB.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -17,7 +18,7 @@ use tokio_util::io::SyncIoBridge;
 
 use localstack::clients::{shared, Clients};
 use localstack::generate::{self, Spec};
-use localstack::metrics::{peak_rss, RequestCounter};
+use localstack::metrics::{peak_rss, Capacity, CapacityCounter, RequestCounter};
 use localstack::resources::{self, Names};
 use localstack::{LocalStack, Ports, State};
 
@@ -165,6 +166,7 @@ pub async fn ingest(
     target: Target,
 ) -> Result<IngestBench> {
     let spec = Spec {
+        shape: Default::default(),
         lines: Some(lines),
         bytes: None,
         bad_every: 100,
@@ -288,6 +290,7 @@ pub fn scan(dir: &Path, size_mb: u64) -> Result<ScanBench> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("scan.csv");
     let spec = Spec {
+        shape: Default::default(),
         lines: None,
         bytes: Some(size_mb * 1_000_000),
         bad_every: 100,
@@ -335,6 +338,7 @@ pub fn scan(dir: &Path, size_mb: u64) -> Result<ScanBench> {
 /// the ingest's reader and item building, without writing events.
 pub async fn read(dir: &Path, size_mb: u64, target: Target) -> Result<ReadBench> {
     let spec = Spec {
+        shape: Default::default(),
         lines: None,
         bytes: Some(size_mb * 1_000_000),
         bad_every: 100,
@@ -411,9 +415,49 @@ fn item_bytes(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::
     item.iter().map(|(k, v)| k.len() + value(v)).sum()
 }
 
+/// What `bench project` reads: a directory of CSVs, or one file it generates.
+#[derive(Debug, Clone)]
+pub enum ProjectInput {
+    /// The CSVs under a directory (keys relative to it).
+    Data(PathBuf),
+    /// `orders/<shape>.csv` of `lines` lines, written under `dir`.
+    Generated {
+        /// Where to write it.
+        dir: PathBuf,
+        /// How its lines spread over time.
+        shape: localstack::generate::Shape,
+        /// How many.
+        lines: u64,
+    },
+}
+
+/// Requests and capacity units of one side (ingest or projector), per event.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct PerEvent {
+    /// DynamoDB requests.
+    pub requests: f64,
+    /// Write units DynamoDB reported.
+    pub write_units: f64,
+    /// Read units DynamoDB reported.
+    pub read_units: f64,
+}
+
+impl PerEvent {
+    fn of(c: &Capacity, events: u64) -> Self {
+        let per = |x: f64| x / events.max(1) as f64;
+        PerEvent {
+            requests: per((c.requests + c.refused) as f64),
+            write_units: per(c.write_units),
+            read_units: per(c.read_units),
+        }
+    }
+}
+
 /// What the projector bench measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProjectBench {
+    /// The generated file's shape, if it was generated.
+    pub shape: Option<localstack::generate::Shape>,
     /// Stream batch size.
     pub batch_size: i32,
     /// Events folded.
@@ -430,16 +474,53 @@ pub struct ProjectBench {
     pub transactions: u64,
     /// `SendMessageBatch` requests per event.
     pub sqs_requests_per_event: f64,
+    /// Feed messages per event.
+    pub feed_messages_per_event: f64,
+    /// The ingest's DynamoDB cost per event: event puts, the upload record,
+    /// the manifest and its checkpoints.
+    pub ingest: PerEvent,
+    /// The projector's: bitmap and aggregate reads, transactions (two write
+    /// units per item), as DynamoDB reported them.
+    pub project: PerEvent,
+    /// Both, per event.
+    pub all_in: PerEvent,
+    /// Units by side and operation (`ingest:PutItem`), totals.
+    pub by_operation: BTreeMap<String, Capacity>,
     /// Events per second through projection and feed (emulators included).
     pub events_per_second: f64,
 }
 
-/// Ingest the CSVs under `data` into an in-memory stack, then project the
-/// whole stream in batches of `batch_size` with the feed on.
-pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
+/// Ingest the CSVs (or a generated file) into an in-memory stack, then
+/// project the whole stream in batches of `batch_size` with the feed on,
+/// counting what each side asks of DynamoDB.
+pub async fn project(input: ProjectInput, batch_size: i32) -> Result<ProjectBench> {
+    let (data, shape) = match input {
+        ProjectInput::Data(d) => (d, None),
+        ProjectInput::Generated { dir, shape, lines } => {
+            let path = dir.join("data/orders").join(format!(
+                "{}.csv",
+                serde_json::to_value(shape)?.as_str().unwrap_or("generated")
+            ));
+            std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+            let spec = Spec {
+                shape,
+                lines: Some(lines),
+                bytes: None,
+                bad_every: 0,
+                seed: 1,
+            };
+            localstack::generate::orders(&mut w, spec)?;
+            std::io::Write::flush(&mut w)?;
+            (dir.join("data"), Some(shape))
+        }
+    };
     let stack = LocalStack::start(State::Memory, Ports::default()).await?;
     let names = Names::local();
+    let (ingest_units, project_units) = (CapacityCounter::default(), CapacityCounter::default());
     let c = stack.clients();
+    let ic = stack.clients_with(&[shared(ingest_units.clone())]);
+    let pc = stack.clients_with(&[shared(project_units.clone())]);
     let (s3, ddb, sqs) = (c.s3, c.dynamodb, c.sqs);
     resources::ensure_events_table(&ddb, &names.events_table).await?;
     resources::ensure_aggregates_table(&ddb, &names.aggregates_table).await?;
@@ -447,11 +528,11 @@ pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
     let queue = resources::ensure_queue_with_dlq(&sqs, &names.feed_queue, &names.feed_dlq, 5).await?;
     let ingester = Ingester::new(
         s3.clone(),
-        ddb.clone(),
+        ic.dynamodb.clone(),
         Registry::builtin(),
         Config::new(&names.events_table),
     );
-    for (path, key) in crate::pump::collect(&[data.to_path_buf()])? {
+    for (path, key) in crate::pump::collect(&[data])? {
         localstack::upload::upload_file(&s3, &names.bucket, &key, &path).await?;
         let obj = ingest::ObjectRef {
             bucket: names.bucket.clone(),
@@ -462,12 +543,15 @@ pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
         };
         ingester.ingest_object(&obj, None).await?;
     }
-    let projector =
-        projector::project::Projector::new(ddb.clone(), names.aggregates_table.clone(), &Registry::builtin());
+    let projector = projector::project::Projector::new(
+        pc.dynamodb.clone(),
+        names.aggregates_table.clone(),
+        &Registry::builtin(),
+    );
     let feed = projector::feed::Feed::new(sqs, queue);
     let mut reader = localstack::streams::StreamReader::open(&ddb, c.streams, &names.events_table).await?;
     let batches = reader.drain(batch_size).await?;
-    let (mut events, mut writes, mut groups, mut tx, mut sqs_requests) = (0, 0, 0, 0, 0);
+    let (mut events, mut writes, mut groups, mut tx, mut sqs_requests, mut messages) = (0, 0, 0, 0, 0, 0);
     let t0 = Instant::now();
     for b in batches {
         let mut e = aws_lambda_events::dynamodb::Event::default();
@@ -479,11 +563,26 @@ pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
         groups += report.outcome.groups_written;
         tx += report.outcome.transactions;
         sqs_requests += report.sent.requests;
+        messages += report.sent.messages;
     }
     let seconds = t0.elapsed().as_secs_f64();
     stack.stop().await;
     let per = |x: u64| x as f64 / events.max(1) as f64;
+    let (i, p) = (ingest_units.total(), project_units.total());
+    let both = Capacity {
+        requests: i.requests + p.requests,
+        write_units: i.write_units + p.write_units,
+        read_units: i.read_units + p.read_units,
+        refused: i.refused + p.refused,
+    };
+    let mut by_operation = BTreeMap::new();
+    for (side, counter) in [("ingest", &ingest_units), ("project", &project_units)] {
+        for (op, c) in counter.snapshot() {
+            by_operation.insert(format!("{side}:{op}"), c);
+        }
+    }
     Ok(ProjectBench {
+        shape,
         batch_size,
         events,
         writes,
@@ -492,6 +591,157 @@ pub async fn project(data: &Path, batch_size: i32) -> Result<ProjectBench> {
         aggregate_writes_per_event: per(groups),
         transactions: tx,
         sqs_requests_per_event: per(sqs_requests),
+        feed_messages_per_event: per(messages),
+        ingest: PerEvent::of(&i, events),
+        project: PerEvent::of(&p, events),
+        all_in: PerEvent::of(&both, events),
+        by_operation,
         events_per_second: events as f64 / seconds,
+    })
+}
+
+/// What the queue bench measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueBench {
+    /// Messages sent and left unread.
+    pub messages: u64,
+    /// Bytes of each body.
+    pub body_bytes: usize,
+    /// Messages a second through `SendMessageBatch` (10 a request, 8 requests in flight).
+    pub sent_per_second: f64,
+    /// Peak RSS of this process (emulators included) while the queue filled.
+    pub peak_rss_mib: f64,
+    /// Size of the SQS store on disk.
+    pub store_mib: f64,
+    /// Messages on the queue after the stack was stopped and started again.
+    pub after_restart: u64,
+    /// Messages a second received and deleted (batches of 10) after the restart.
+    pub received_per_second: f64,
+    /// How many were received and deleted to measure that.
+    pub received: u64,
+}
+
+/// Fill the feed queue of a file-backed stack with `messages` feed-sized
+/// messages no one reads, report the peak memory, then restart the stack on
+/// the same state and check every message is still there.
+pub async fn queue(dir: &Path, messages: u64) -> Result<QueueBench> {
+    use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry};
+    std::fs::create_dir_all(dir)?;
+    let names = Names::local();
+    let state = State::Dir(dir.to_path_buf());
+    // The shape of an `aggregate.changed` message, with its three attributes.
+    let body = serde_json::json!({
+        "type": "aggregate.changed", "schema_version": 2, "id": "5c0d".repeat(8), "dataset": "orders",
+        "aggregate": "revenue_by_day_country",
+        "group": {"ordered_at:day": "2024-01-01", "country": "DE", "currency": "EUR"},
+        "values": {"lines": "10", "units": "53", "revenue": "8875.86"}, "version": 9,
+        "changed_at": "2026-11-29T06:58:59.834Z"
+    })
+    .to_string();
+    let attr = |v: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+    };
+    reset_peak_rss();
+    let stack = LocalStack::start(state.clone(), Ports::default()).await?;
+    let sqs = stack.clients().sqs;
+    let url = resources::ensure_queue_with_dlq(&sqs, &names.feed_queue, &names.feed_dlq, 5).await?;
+    let t0 = Instant::now();
+    let batches = messages.div_ceil(10);
+    let mut sent = 0u64;
+    let mut next = 0u64;
+    while next < batches {
+        let mut in_flight = Vec::new();
+        for _ in 0..8 {
+            if next >= batches {
+                break;
+            }
+            let n = (messages - next * 10).min(10);
+            let mut entries = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                entries.push(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&body)
+                        .message_attributes("type", attr("aggregate.changed")?)
+                        .message_attributes("dataset", attr("orders")?)
+                        .message_attributes("id", attr(&format!("{next}-{i}"))?)
+                        .build()?,
+                );
+            }
+            next += 1;
+            let req = sqs.send_message_batch().queue_url(&url).set_entries(Some(entries));
+            in_flight.push(tokio::spawn(req.send()));
+        }
+        for h in in_flight {
+            let out = h.await??;
+            anyhow::ensure!(out.failed().is_empty(), "entries failed: {:?}", out.failed());
+            sent += out.successful().len() as u64;
+        }
+    }
+    let sent_per_second = sent as f64 / t0.elapsed().as_secs_f64();
+    let peak = peak_rss().unwrap_or(0);
+    stack.stop().await;
+    let store_bytes: u64 = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sqs.sqlite"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+
+    let stack = LocalStack::start(state, Ports::default()).await?;
+    let sqs = stack.clients().sqs;
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&names.feed_queue)
+        .send()
+        .await?
+        .queue_url
+        .context("no feed queue after the restart")?;
+    let after_restart = localstack::queues::queue_depth(&sqs, &url).await?;
+    let t1 = Instant::now();
+    let mut received = 0u64;
+    while received < messages.min(20_000) {
+        let got = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        if got.messages().is_empty() {
+            break;
+        }
+        let entries = got
+            .messages()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sqs.delete_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+        received += got.messages().len() as u64;
+    }
+    let received_per_second = received as f64 / t1.elapsed().as_secs_f64();
+    stack.stop().await;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    Ok(QueueBench {
+        messages: sent,
+        body_bytes: body.len(),
+        sent_per_second,
+        peak_rss_mib: mib(peak),
+        store_mib: mib(store_bytes),
+        after_restart,
+        received_per_second,
+        received,
     })
 }

@@ -51,6 +51,7 @@ async fn ingested() -> (Target, Vec<EventRecord>) {
     let key = "uploads/orders/projected.csv";
     let mut csv = Vec::new();
     let spec = localstack::generate::Spec {
+        shape: Default::default(),
         lines: Some(120),
         bytes: None,
         bad_every: 9,

@@ -16,6 +16,7 @@ pub fn data(path: &str) -> Vec<u8> {
 pub fn orders(n: u64, seed: u64) -> Vec<u8> {
     let mut buf = Vec::new();
     let spec = crate::generate::Spec {
+        shape: Default::default(),
         lines: Some(n),
         bytes: None,
         bad_every: 0,

@@ -30,9 +30,23 @@ pub(super) fn exec(rt: &Runtime, what: BenchWhat, json: bool, dir: &Path, extern
                 serde_json::to_value(crate::bench::ingest(dir, lines, concurrency, chunking, target).await?)
             }
             BenchWhat::Scan { size_mb } => serde_json::to_value(crate::bench::scan(dir, size_mb)?),
-            BenchWhat::Project { data, batch_size } => {
-                serde_json::to_value(crate::bench::project(&data, batch_size).await?)
+            BenchWhat::Project {
+                data,
+                shape,
+                lines,
+                batch_size,
+            } => {
+                let input = match shape {
+                    Some(shape) => crate::bench::ProjectInput::Generated {
+                        dir: dir.to_path_buf(),
+                        shape: shape.into(),
+                        lines,
+                    },
+                    None => crate::bench::ProjectInput::Data(data),
+                };
+                serde_json::to_value(crate::bench::project(input, batch_size).await?)
             }
+            BenchWhat::Queue { messages } => serde_json::to_value(crate::bench::queue(dir, messages).await?),
             BenchWhat::Read { size_mb } => serde_json::to_value(crate::bench::read(dir, size_mb, target).await?),
         }
         .map_err(anyhow::Error::from)
