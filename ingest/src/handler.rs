@@ -63,7 +63,9 @@ async fn continue_later(ingester: &Ingester, message: &SqsMessage, error: &Inges
         // notification, or a run that died). Look again soon, or when the
         // lease ends if sooner; the count is unchanged, so waiting out a dead
         // run's lease cannot exhaust the attempts.
-        IngestError::Leased { lease_until_ms, .. } => (
+        // (A lease already over that still refused the run is odd: it counts
+        // as a failure below, so it cannot loop for ever.)
+        IngestError::Leased { lease_until_ms, .. } if *lease_until_ms > chrono::Utc::now().timestamp_millis() => (
             attempt,
             until_lease_ends(*lease_until_ms).min(backoff(attempt + 1).as_secs() as i32),
         ),

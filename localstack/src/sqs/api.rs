@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::{Code, SqsError};
-use super::store::{validate_name, Attributes, NewMessage, Received};
+use super::store::{validate_name, Attributes, NewMessage, Received, MAX_MESSAGE_SIZE};
 use super::Sqs;
 
 /// Answer one operation (`X-Amz-Target: AmazonSQS.<op>`) with its JSON.
@@ -290,7 +290,6 @@ struct SendBatchRequest {
 struct Checked {
     message: NewMessage,
     md5_of_attributes: Option<String>,
-    size: usize,
 }
 
 fn check_message(
@@ -302,7 +301,7 @@ fn check_message(
 ) -> Result<Checked, SqsError> {
     if fifo_fields {
         return Err(invalid(
-            "MessageGroupId",
+            "MessageDeduplicationId",
             "(set)",
             "The request includes a parameter that is not valid for this queue type.",
         ));
@@ -343,7 +342,6 @@ fn check_message(
             delay,
         },
         md5_of_attributes,
-        size,
     })
 }
 
@@ -446,7 +444,8 @@ fn md5_of_attributes(attributes: &MessageAttributes) -> String {
 fn send_message(sqs: &Sqs, r: SendRequest) -> Result<Value, SqsError> {
     let name = sqs.queue_name(r.queue_url.as_deref())?;
     let max = sqs.with_store(|s| s.queue(&name))?.max_message_size();
-    let fifo = r.message_group_id.is_some() || r.message_deduplication_id.is_some();
+    // A group id is allowed on a standard queue (fair queues); a deduplication id is not.
+    let fifo = r.message_deduplication_id.is_some();
     let c = check_message(r.message_body, r.delay_seconds, r.message_attributes, fifo, max)?;
     let id = sqs
         .with_store(|s| s.send(&name, std::slice::from_ref(&c.message), super::now()))?
@@ -503,28 +502,44 @@ fn failed(id: &str, e: &SqsError) -> Value {
     json!({ "Id": id, "SenderFault": e.code.status() < 500, "Code": e.code.query_code(), "Message": e.message })
 }
 
+/// Bytes an entry counts toward the batch limit: body, attribute names,
+/// types and values (binary ones decoded).
+fn entry_size(e: &SendBatchEntry) -> usize {
+    let attributes: usize = e
+        .message_attributes
+        .iter()
+        .map(|(k, v)| {
+            let value = match (&v.string_value, &v.binary_value) {
+                (Some(s), _) => s.len(),
+                (None, Some(b)) => b.len() / 4 * 3,
+                (None, None) => 0,
+            };
+            k.len() + v.data_type.len() + value
+        })
+        .sum();
+    e.message_body.as_ref().map_or(0, String::len) + attributes
+}
+
 fn send_message_batch(sqs: &Sqs, r: SendBatchRequest) -> Result<Value, SqsError> {
     let name = sqs.queue_name(r.queue_url.as_deref())?;
     check_batch(r.entries.iter().map(|e| e.id.as_deref()))?;
     let max = sqs.with_store(|s| s.queue(&name))?.max_message_size();
     let mut ok = Vec::new();
     let mut failures = Vec::new();
-    let mut total = 0;
+    // The whole request counts toward the batch limit, entries refused or not.
+    let total: usize = r.entries.iter().map(entry_size).sum();
     for e in r.entries {
         let id = e.id.unwrap_or_default();
-        let fifo = e.message_group_id.is_some() || e.message_deduplication_id.is_some();
+        let fifo = e.message_deduplication_id.is_some();
         match check_message(e.message_body, e.delay_seconds, e.message_attributes, fifo, max) {
-            Ok(c) => {
-                total += c.size;
-                ok.push((id, c));
-            }
+            Ok(c) => ok.push((id, c)),
             Err(err) => failures.push(failed(&id, &err)),
         }
     }
-    if total as i64 > max {
+    if total as i64 > MAX_MESSAGE_SIZE {
         return Err(SqsError::new(
             Code::BatchRequestTooLong,
-            format!("Batch requests cannot be longer than {max} bytes. You have sent {total} bytes."),
+            format!("Batch requests cannot be longer than {MAX_MESSAGE_SIZE} bytes. You have sent {total} bytes."),
         ));
     }
     let messages: Vec<NewMessage> = ok.iter().map(|(_, c)| c.message.clone()).collect();
@@ -679,6 +694,7 @@ struct DeleteEntry {
 
 fn delete_message_batch(sqs: &Sqs, r: DeleteBatchRequest) -> Result<Value, SqsError> {
     let name = sqs.queue_name(r.queue_url.as_deref())?;
+    sqs.with_store(|s| s.queue(&name))?;
     check_batch(r.entries.iter().map(|e| e.id.as_deref()))?;
     let mut ok = Vec::new();
     let mut failures = Vec::new();
@@ -718,6 +734,7 @@ struct VisibilityEntry {
 
 fn change_visibility_batch(sqs: &Sqs, r: VisibilityBatchRequest) -> Result<Value, SqsError> {
     let name = sqs.queue_name(r.queue_url.as_deref())?;
+    sqs.with_store(|s| s.queue(&name))?;
     check_batch(r.entries.iter().map(|e| e.id.as_deref()))?;
     let mut ok = Vec::new();
     let mut failures = Vec::new();

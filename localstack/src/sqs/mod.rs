@@ -139,7 +139,12 @@ impl Sqs {
 
 /// Serve `sqs` on `listener` until `stop` turns true.
 pub async fn serve(listener: TcpListener, sqs: Arc<Sqs>, mut stop: watch::Receiver<bool>) {
-    let app = axum::Router::new().fallback(handle).with_state(sqs);
+    // A 1 MiB message grows when JSON escapes it (and binary attributes in
+    // base64): room for that above axum's 2 MB default.
+    let app = axum::Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(8 << 20))
+        .with_state(sqs);
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };

@@ -93,6 +93,23 @@ impl Queue {
     }
 }
 
+/// An attribute's value as it takes effect: set, or SQS's default.
+fn effective(attributes: &Attributes, name: &str) -> Option<String> {
+    if let Some(v) = attributes.get(name) {
+        return Some(v.clone());
+    }
+    let default = match name {
+        "VisibilityTimeout" => DEFAULT_VISIBILITY_TIMEOUT,
+        "MessageRetentionPeriod" => DEFAULT_RETENTION,
+        "DelaySeconds" | "ReceiveMessageWaitTimeSeconds" => 0,
+        "MaximumMessageSize" => MAX_MESSAGE_SIZE,
+        "KmsDataKeyReusePeriodSeconds" => 300,
+        "SqsManagedSseEnabled" => return Some("true".into()),
+        _ => return None,
+    };
+    Some(default.to_string())
+}
+
 /// Check attributes for `CreateQueue` and `SetQueueAttributes` against
 /// SQS's names and ranges.
 pub fn validate_attributes(attributes: &Attributes) -> Result<(), SqsError> {
@@ -114,6 +131,8 @@ pub fn validate_attributes(attributes: &Attributes) -> Result<(), SqsError> {
             "MaximumMessageSize" => range(name, value, 1_024, MAX_MESSAGE_SIZE)?,
             "KmsDataKeyReusePeriodSeconds" => range(name, value, 60, 86_400)?,
             "SqsManagedSseEnabled" if value == "true" || value == "false" => {}
+            // The empty string removes the policy.
+            "RedrivePolicy" if value.is_empty() => {}
             "RedrivePolicy" => {
                 let q = Queue {
                     name: String::new(),
@@ -228,6 +247,7 @@ CREATE TABLE IF NOT EXISTS messages (
     visible_at INTEGER NOT NULL,
     receives INTEGER NOT NULL DEFAULT 0,
     first_receive INTEGER,
+    received INTEGER,
     receipt INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (queue, visible_at, seq);
@@ -259,10 +279,12 @@ impl Store {
     pub fn create_queue(&mut self, name: &str, attributes: &Attributes, now: i64) -> Result<(), SqsError> {
         validate_name(name)?;
         validate_attributes(attributes)?;
+        self.check_dead_letter_target(attributes)?;
         if let Ok(existing) = self.queue(name) {
-            let differs = attributes.iter().any(|(k, v)| {
-                existing.attributes.get(k).is_some_and(|e| e != v) || !existing.attributes.contains_key(k)
-            });
+            // Compared as they take effect: a default sent explicitly is the same queue.
+            let differs = attributes
+                .iter()
+                .any(|(k, v)| effective(&existing.attributes, k).as_deref() != Some(v.as_str()));
             return if differs {
                 Err(SqsError::new(
                     Code::QueueNameExists,
@@ -285,6 +307,7 @@ impl Store {
     /// Replace the given attributes of a queue.
     pub fn set_attributes(&mut self, name: &str, attributes: &Attributes, now: i64) -> Result<(), SqsError> {
         validate_attributes(attributes)?;
+        self.check_dead_letter_target(attributes)?;
         let mut q = self.queue(name)?;
         for (k, v) in attributes {
             // SQS removes a redrive policy set to the empty string.
@@ -300,6 +323,29 @@ impl Store {
             params![name, json, now / 1000],
         )?;
         Ok(())
+    }
+
+    /// A redrive policy must name a queue that exists.
+    fn check_dead_letter_target(&self, attributes: &Attributes) -> Result<(), SqsError> {
+        let Some(policy) = attributes.get("RedrivePolicy").filter(|p| !p.is_empty()) else {
+            return Ok(());
+        };
+        let q = Queue {
+            name: String::new(),
+            attributes: BTreeMap::from([("RedrivePolicy".to_owned(), policy.clone())]),
+            created: 0,
+            modified: 0,
+            purged: None,
+        };
+        match q.redrive() {
+            Some(r) if self.queue(&r.dlq).is_ok() => Ok(()),
+            _ => Err(SqsError::new(
+                Code::InvalidParameterValue,
+                format!(
+                    "Value {policy} for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist."
+                ),
+            )),
+        }
     }
 
     /// Names of the queues starting with `prefix`, in order.
@@ -422,7 +468,7 @@ impl Store {
                 let nonce: i64 = rand::random();
                 tx.execute(
                     "UPDATE messages SET receives = receives + 1, first_receive = COALESCE(first_receive, ?2),
-                         visible_at = ?3, receipt = ?4 WHERE seq = ?1",
+                         received = ?2, visible_at = ?3, receipt = ?4 WHERE seq = ?1",
                     params![seq, now, hide_until, nonce],
                 )?;
                 m.receives += 1;
@@ -470,7 +516,7 @@ impl Store {
         let row: Option<(i64, Option<i64>, Option<i64>)> = self
             .conn
             .query_row(
-                "SELECT visible_at, first_receive, receipt FROM messages WHERE seq = ?1 AND queue = ?2",
+                "SELECT visible_at, received, receipt FROM messages WHERE seq = ?1 AND queue = ?2",
                 params![r.seq, name],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
@@ -484,7 +530,7 @@ impl Store {
                 ),
             )
         };
-        let Some((visible_at, first_receive, nonce)) = row else {
+        let Some((visible_at, received, nonce)) = row else {
             return Err(gone());
         };
         if nonce != Some(r.nonce) {
@@ -496,9 +542,9 @@ impl Store {
             // tests; the docs name `MessageNotInflight` without saying when).
             return Ok(());
         }
-        // A message stays hidden at most 12 hours from its first receive.
-        if let Some(first) = first_receive {
-            if now + timeout * 1000 - first > 43_200_000 {
+        // A message stays hidden at most 12 hours from the receive that hid it.
+        if let Some(received) = received {
+            if now + timeout * 1000 - received > 43_200_000 {
                 return Err(SqsError::new(
                     Code::InvalidParameterValue,
                     format!(
@@ -762,6 +808,10 @@ mod tests {
             (1, id.as_str(), "poison")
         );
         assert_eq!(dead[0].sent, T0, "the enqueue time is kept");
+        // An empty policy removes redrive.
+        s.set_attributes("q", &Attributes::from([("RedrivePolicy".into(), String::new())]), now)
+            .unwrap();
+        assert_eq!(s.queue("q").unwrap().redrive(), None);
     }
 
     #[test]
@@ -789,11 +839,7 @@ mod tests {
         );
         let m = s.receive("q", 1, None, T0 + 5_002).unwrap().remove(0);
         let e = s.change_visibility("q", &m.receipt, 43_200, T0 + 6_000).unwrap_err();
-        assert_eq!(
-            e.code,
-            Code::InvalidParameterValue,
-            "beyond 12 hours from the first receive"
-        );
+        assert_eq!(e.code, Code::InvalidParameterValue, "beyond 12 hours from this receive");
         assert_eq!(
             s.change_visibility("q", &m.receipt, 43_201, T0).unwrap_err().code,
             Code::InvalidParameterValue
@@ -809,8 +855,16 @@ mod tests {
         let same = Attributes::from([("VisibilityTimeout".into(), "10".into())]);
         s.create_queue("q", &same, T0).unwrap();
         s.create_queue("q", &Attributes::new(), T0).unwrap();
+        let default = Attributes::from([("DelaySeconds".into(), "0".into())]);
+        s.create_queue("q", &default, T0).unwrap();
         let other = Attributes::from([("VisibilityTimeout".into(), "11".into())]);
         assert_eq!(s.create_queue("q", &other, T0).unwrap_err().code, Code::QueueNameExists);
+        let orphan = r#"{"deadLetterTargetArn":"arn:aws:sqs:us-east-1:000000000000:nope","maxReceiveCount":1}"#;
+        let attrs = Attributes::from([("RedrivePolicy".into(), orphan.into())]);
+        assert_eq!(
+            s.create_queue("r", &attrs, T0).unwrap_err().code,
+            Code::InvalidParameterValue
+        );
         for (k, v, code) in [
             ("VisibilityTimeout", "43201", Code::InvalidAttributeValue),
             ("MessageRetentionPeriod", "59", Code::InvalidAttributeValue),
