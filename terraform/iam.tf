@@ -125,3 +125,59 @@ resource "aws_iam_role_policy" "projector" {
   role   = aws_iam_role.projector.id
   policy = data.aws_iam_policy_document.projector.json
 }
+
+# `pipeline reingest` is an operator's repair, not a function's: attach this
+# policy to the operators' role or group. What the command calls: GetItem of
+# the upload record and manifest; UpdateItem resetting the manifest (only
+# while it is failed); Query and BatchWriteItem (deletes only) for the chunk
+# items of a planned file; HeadObject of
+# the key's current version (no version named: s3:GetObject); SendMessage of
+# the notification to the ingest queue (its queue policy grants S3 only; an
+# identity policy of the same account is enough).
+data "aws_iam_policy_document" "reingest" {
+  statement {
+    sid = "ReadRecords"
+    # Upload records (K#) and manifests with their chunks (F#) only.
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.events.arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["F#*", "K#*"]
+    }
+  }
+  statement {
+    sid = "ResetManifest"
+    # The manifest and its chunk items (F#); never an event (E#, P#).
+    actions   = ["dynamodb:UpdateItem", "dynamodb:BatchWriteItem"]
+    resources = [aws_dynamodb_table.events.arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["F#*"]
+    }
+  }
+  statement {
+    sid       = "HeadUpload"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.uploads.arn}/${local.settings.upload_prefix}*"]
+  }
+  statement {
+    sid       = "NotifyIngest"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.ingest.arn]
+  }
+  statement {
+    sid = "FindQueues"
+    # `--outputs` resolves the deployment's queues by name (GetQueueUrl).
+    actions   = ["sqs:GetQueueUrl"]
+    resources = [aws_sqs_queue.ingest.arn, aws_sqs_queue.feed.arn, aws_sqs_queue.projector_failures.arn]
+  }
+}
+
+resource "aws_iam_policy" "reingest" {
+  name        = "${local.prefix}-reingest"
+  description = "What pipeline reingest needs: reset a failed file's manifest and notify the ingest again"
+  policy      = data.aws_iam_policy_document.reingest.json
+  tags        = local.tags
+}

@@ -44,3 +44,6 @@ output "ingest_role_arn" {
 output "projector_role_arn" {
   value = aws_iam_role.projector.arn
 }
+output "reingest_policy_arn" {
+  value = aws_iam_policy.reingest.arn
+}

@@ -95,6 +95,7 @@ impl Notifier {
             head.content_length().unwrap_or(0).max(0) as u64,
             head.e_tag().unwrap_or_default().trim_matches('"'),
             &format!("{seq:016X}"),
+            None,
         );
         for rule in matching {
             if let Err(e) = sqs
@@ -129,8 +130,21 @@ pub fn encode_key(key: &str) -> String {
     out
 }
 
-/// The body S3 sends for an object-created event (`ObjectCreated:Put`, ...) of `bucket/key`.
-pub fn notification_body(bucket: &str, key: &str, event: &str, size: u64, etag: &str, sequencer: &str) -> String {
+/// The body S3 sends for an object-created event (`ObjectCreated:Put`, ...)
+/// of `bucket/key`; a versioned bucket's names the version.
+pub fn notification_body(
+    bucket: &str,
+    key: &str,
+    event: &str,
+    size: u64,
+    etag: &str,
+    sequencer: &str,
+    version_id: Option<&str>,
+) -> String {
+    let mut object = serde_json::json!({ "key": encode_key(key), "size": size, "eTag": etag, "sequencer": sequencer });
+    if let Some(v) = version_id {
+        object["versionId"] = serde_json::Value::String(v.to_owned());
+    }
     serde_json::json!({
         "Records": [{
             "eventVersion": "2.1",
@@ -145,7 +159,7 @@ pub fn notification_body(bucket: &str, key: &str, event: &str, size: u64, etag: 
                 "s3SchemaVersion": "1.0",
                 "configurationId": "ingest",
                 "bucket": { "name": bucket, "ownerIdentity": { "principalId": "local" }, "arn": format!("arn:aws:s3:::{bucket}") },
-                "object": { "key": encode_key(key), "size": size, "eTag": etag, "sequencer": sequencer }
+                "object": object
             }
         }]
     })

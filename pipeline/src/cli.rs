@@ -86,6 +86,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ingest a failed file again under the current dataset definitions,
+    /// without a new upload (refused for a file complete or being ingested).
+    Reingest {
+        /// Object key (with or without the upload prefix).
+        file: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The aggregates, of every dataset or of one.
     Aggregates {
         /// Dataset.
@@ -162,7 +171,29 @@ pub enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// How the lines spread over time: `spread` (random times over a
+        /// quarter) or `ordered` (one day's orders in time order, a daily export).
+        #[arg(long, value_enum, default_value_t = ShapeArg::Spread)]
+        shape: ShapeArg,
     },
+}
+
+/// `--shape`: how generated lines spread over time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShapeArg {
+    /// Random times over a quarter: about one aggregate change per line.
+    Spread,
+    /// One day in time order: few aggregate changes per line.
+    Ordered,
+}
+
+impl From<ShapeArg> for localstack::generate::Shape {
+    fn from(s: ShapeArg) -> Self {
+        match s {
+            ShapeArg::Spread => localstack::generate::Shape::Spread,
+            ShapeArg::Ordered => localstack::generate::Shape::Ordered,
+        }
+    }
 }
 
 /// What `bench` measures.
@@ -191,14 +222,30 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 1000)]
         size_mb: u64,
     },
-    /// Ingest a directory of CSVs, then project the stream with the feed on.
+    /// Ingest a directory of CSVs (or a generated file of one shape), then
+    /// project the stream with the feed on; count requests and the write and
+    /// read units DynamoDB reports, per event.
     Project {
         /// The CSVs.
-        #[arg(long, default_value = "data")]
+        #[arg(long, default_value = "data", conflicts_with = "shape")]
         data: PathBuf,
+        /// Generate the file instead, with lines of this shape.
+        #[arg(long, value_enum)]
+        shape: Option<ShapeArg>,
+        /// Lines of the generated file.
+        #[arg(long, default_value_t = 20_000)]
+        lines: u64,
         /// Stream batch size.
         #[arg(long, default_value_t = 1000)]
         batch_size: i32,
+    },
+    /// Fill the feed queue of a file-backed local stack with unread
+    /// messages: peak memory, the store's size, and every message still there
+    /// after a restart.
+    Queue {
+        /// Messages.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
     },
     /// Stream a generated file from S3 through parse, validate and item building, writing nothing.
     Read {

@@ -11,6 +11,7 @@
 //!   source mappings would; `pipeline up`'s pollers.
 //! * [`queries`]: what every reading command reads (files, uploads, rejects, aggregates).
 //! * [`rebuild`]: aggregates recomputed from the events alone, compared with the live ones.
+//! * [`reingest`]: a failed file reset and notified again (an operator's repair).
 //! * [`render`]: tables for people.
 //! * [`bench`]: end-to-end measurements on the local stack.
 #![deny(missing_docs)]
@@ -21,5 +22,6 @@ pub mod commands;
 pub mod pump;
 pub mod queries;
 pub mod rebuild;
+pub mod reingest;
 pub mod render;
 pub mod target;

@@ -253,7 +253,7 @@ async fn exists(target: &Target, key: &str) -> bool {
 }
 
 /// The key of `file`: as given if it exists in the bucket, else under the upload prefix.
-async fn resolve_key(target: &Target, file: &str) -> String {
+pub(crate) async fn resolve_key(target: &Target, file: &str) -> String {
     let names = &target.deployment.names;
     if file.starts_with(&names.upload_prefix) {
         return file.to_owned();

@@ -8,6 +8,7 @@ mod contract;
 mod feed;
 mod generate;
 mod rebuild;
+mod reingest;
 mod rejects;
 mod run;
 mod status;
@@ -55,6 +56,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Upload { paths, json } => upload::exec(&rt, &args, &paths, json),
         Command::Status { file, json } => status::exec(&rt, &args, file.as_deref(), json),
         Command::Rejects { file, json } => rejects::exec(&rt, &args, &file, json),
+        Command::Reingest { file, json } => reingest::exec(&rt, &args, &file, json),
         Command::Aggregates { dataset, json } => aggregates::exec(&rt, &args, dataset.as_deref(), json),
         Command::Feed { follow, max, json } => feed::exec(&rt, &args, follow, max, json),
         Command::Rebuild { json } => rebuild::exec(&rt, &args, json),
@@ -84,7 +86,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             size_mb,
             bad_every,
             seed,
-        } => generate::exec(&out, lines, size_mb, bad_every, seed),
+            shape,
+        } => generate::exec(&out, lines, size_mb, bad_every, seed, shape.into()),
     }
 }
 
