@@ -10,7 +10,7 @@ pub const ACCESS_KEY: &str = "local";
 pub const SECRET_KEY: &str = "localsecret";
 /// Region of the local stack.
 pub const REGION: &str = "us-east-1";
-/// The account id the local stack reports (what awsim's SQS puts in ARNs).
+/// The account id the local stack reports (in queue URLs and ARNs).
 pub const ACCOUNT: &str = "000000000000";
 
 /// SDK configuration with the local stack's credentials and region (no endpoint).
