@@ -16,6 +16,8 @@ pub struct Head {
     pub size: u64,
     /// The content's identity, when S3 holds a whole-object SHA-256 for it.
     pub file_id: Option<String>,
+    /// The version read (none on an unversioned bucket).
+    pub version_id: Option<String>,
 }
 
 /// The object (the version the notification named) is gone: deleted
@@ -72,6 +74,7 @@ pub async fn head(s3: &Client, obj: &ObjectRef) -> Result<Result<Head, Gone>, In
     Ok(Ok(Head {
         size: out.content_length().unwrap_or(0).max(0) as u64,
         file_id,
+        version_id: out.version_id().map(str::to_owned),
     }))
 }
 

@@ -108,16 +108,7 @@ pub async fn reingest(target: &Target, file: &str) -> Result<Reingest> {
     let key_in_prefix = key.strip_prefix(&names.upload_prefix).unwrap_or(&key);
     let dataset = Registry::builtin().route(key_in_prefix).clone();
     reset(target, &m.file_id, &dataset.name, dataset.version).await?;
-    let version = target
-        .clients
-        .s3
-        .head_object()
-        .bucket(&names.bucket)
-        .key(&key)
-        .send()
-        .await
-        .ok()
-        .and_then(|h| h.version_id().map(str::to_owned));
+    let version = head.version_id.clone();
     let body = localstack::notify::notification_body(
         &names.bucket,
         &key,

@@ -696,17 +696,23 @@ fn delete_message_batch(sqs: &Sqs, r: DeleteBatchRequest) -> Result<Value, SqsEr
     let name = sqs.queue_name(r.queue_url.as_deref())?;
     sqs.with_store(|s| s.queue(&name))?;
     check_batch(r.entries.iter().map(|e| e.id.as_deref()))?;
-    let mut ok = Vec::new();
-    let mut failures = Vec::new();
-    for e in r.entries {
-        let id = e.id.unwrap_or_default();
+    Ok(per_entry(r.entries, |e| {
         let result = required(e.receipt_handle, "ReceiptHandle").and_then(|h| sqs.with_store(|s| s.delete(&name, &h)));
-        match result {
-            Ok(()) => ok.push(json!({ "Id": id })),
-            Err(err) => failures.push(failed(&id, &err)),
+        (e.id.unwrap_or_default(), result)
+    }))
+}
+
+/// The answer of a batch whose entries succeed or fail one by one: each
+/// entry run gives its id and its outcome.
+fn per_entry<E>(entries: Vec<E>, mut run: impl FnMut(E) -> (String, Result<(), SqsError>)) -> Value {
+    let (mut ok, mut failures) = (Vec::new(), Vec::new());
+    for e in entries {
+        match run(e) {
+            (id, Ok(())) => ok.push(json!({ "Id": id })),
+            (id, Err(err)) => failures.push(failed(&id, &err)),
         }
     }
-    Ok(json!({ "Successful": ok, "Failed": failures }))
+    json!({ "Successful": ok, "Failed": failures })
 }
 
 #[derive(Deserialize, Default)]
@@ -736,21 +742,15 @@ fn change_visibility_batch(sqs: &Sqs, r: VisibilityBatchRequest) -> Result<Value
     let name = sqs.queue_name(r.queue_url.as_deref())?;
     sqs.with_store(|s| s.queue(&name))?;
     check_batch(r.entries.iter().map(|e| e.id.as_deref()))?;
-    let mut ok = Vec::new();
-    let mut failures = Vec::new();
-    for e in r.entries {
-        let id = e.id.unwrap_or_default();
+    let out = per_entry(r.entries, |e| {
         // A missing timeout is 0 for a batch entry, as SQS documents none.
         let result = required(e.receipt_handle, "ReceiptHandle").and_then(|h| {
             sqs.with_store(|s| s.change_visibility(&name, &h, e.visibility_timeout.unwrap_or(0), super::now()))
         });
-        match result {
-            Ok(()) => ok.push(json!({ "Id": id })),
-            Err(err) => failures.push(failed(&id, &err)),
-        }
-    }
+        (e.id.unwrap_or_default(), result)
+    });
     sqs.wake();
-    Ok(json!({ "Successful": ok, "Failed": failures }))
+    Ok(out)
 }
 
 /// The queue name in a queue URL (`…/ACCOUNT/NAME`).
