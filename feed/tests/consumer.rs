@@ -12,7 +12,7 @@ use ingest::{handler as ingest_handler, Config, Ingester};
 use localstack::clients::shared;
 use localstack::resources::{self, Names};
 use localstack::streams::StreamReader;
-use localstack::testing::{batch, data, notification, sqs_record, Pause};
+use localstack::testing::{batch, data, notification, sqs_record, FailSends, Pause};
 use localstack::{LocalStack, Ports, State};
 use projector::feed::Feed;
 use projector::handler::handle_batch;
@@ -36,6 +36,9 @@ struct Env {
     pause: Pause,
     projector: Projector,
     feed: Feed,
+    /// The feed through an SQS client whose sends fail while `fail` is set.
+    failing_feed: Feed,
+    fail: FailSends,
 }
 
 /// A stack with the pipeline's tables, a feed queue (dead-lettering after
@@ -88,6 +91,8 @@ async fn env(max_receive: u32) -> Env {
         &Registry::builtin(),
     );
     let feed = Feed::new(c.sqs.clone(), feed_url.clone());
+    let fail = FailSends::default();
+    let failing_feed = Feed::new(stack.clients_with(&[shared(fail.clone())]).sqs, feed_url.clone());
     Env {
         ddb: c.dynamodb,
         sqs: c.sqs,
@@ -98,6 +103,8 @@ async fn env(max_receive: u32) -> Env {
         pause,
         projector,
         feed,
+        failing_feed,
+        fail,
     }
 }
 
@@ -255,7 +262,7 @@ async fn a_duplicated_reordered_and_redelivered_feed_ends_equal_to_the_aggregate
             .run(
                 async |d: Delivery| {
                     let n = seen.fetch_add(1, Ordering::SeqCst);
-                    if n % 7 == 0 && failed_once.lock().unwrap().insert(d.sqs_message_id.clone()) {
+                    if n.is_multiple_of(7) && failed_once.lock().unwrap().insert(d.sqs_message_id.clone()) {
                         return Err("failing the first delivery on purpose");
                     }
                     match GroupState::of_message(&d.message) {
@@ -307,16 +314,24 @@ async fn a_duplicated_reordered_and_redelivered_feed_ends_equal_to_the_aggregate
 
 /// A consumer that starts late: its queue receives the feed from now on,
 /// it snapshots the aggregates table while the projector is in the middle of
-/// a batch (groups read, transaction not yet written), then follows.
+/// two batches, then follows. One batch has read its groups and not yet
+/// written them (its changes are newer than the snapshot); the other has
+/// written them and died before announcing them (its changes, announced by
+/// the retry, are already in the snapshot).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_consumer_from_a_snapshot_taken_mid_batch_misses_nothing_and_applies_nothing_twice() {
     let e = Arc::new(env(5).await);
     let mut batches = e.stream(200).await;
     assert!(batches.len() >= 4, "{} batches", batches.len());
-    let rest = batches.split_off(batches.len() / 2);
+    let mut rest = batches.split_off(batches.len() / 2);
+    let written_not_sent = rest.pop().unwrap();
     e.project(batches).await;
     // Messages sent before the consumer subscribed never reach its queue.
     e.take_all().await;
+
+    e.fail.0.store(true, Ordering::SeqCst);
+    let (r, _) = handle_batch(&e.projector, &e.failing_feed, written_not_sent.clone()).await;
+    assert_eq!(r.batch_item_failures.len(), 1, "retried from its first record");
 
     e.pause.arm();
     let projecting = {
@@ -333,6 +348,10 @@ async fn a_late_consumer_from_a_snapshot_taken_mid_batch_misses_nothing_and_appl
     let mut model: ReadModel = snap.into_iter().collect();
     e.pause.release();
     projecting.await.unwrap();
+    e.fail.0.store(false, Ordering::SeqCst);
+    let (r, retry) = handle_batch(&e.projector, &e.failing_feed, written_not_sent).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert!(!retry.messages.is_empty());
 
     let mut applied: HashSet<(GroupKey, u64)> = HashSet::new();
     let mut twice = 0;
@@ -360,6 +379,7 @@ async fn a_late_consumer_from_a_snapshot_taken_mid_batch_misses_nothing_and_appl
         .unwrap();
     assert_eq!(twice, 0);
     assert!(stats.handled > 0 && !applied.is_empty());
+    assert!(stale > 0, "the retried batch's changes were in the snapshot");
     assert_eq!(groups(&model), groups(&e.aggregates().await));
     println!(
         "late consumer: {} applied after the snapshot, {stale} already held",
