@@ -16,6 +16,8 @@ pub struct Clients {
     pub streams: aws_sdk_dynamodbstreams::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// SNS.
+    pub sns: aws_sdk_sns::Client,
     /// STS (who these clients act as; never given an endpoint override).
     pub sts: aws_sdk_sts::Client,
 }
@@ -29,6 +31,8 @@ pub struct Endpoints {
     pub dynamodb: Option<String>,
     /// SQS.
     pub sqs: Option<String>,
+    /// SNS.
+    pub sns: Option<String>,
 }
 
 impl Clients {
@@ -62,6 +66,7 @@ impl Clients {
             dynamodb: client!(aws_sdk_dynamodb, ep.dynamodb.clone(), |b| b),
             streams: client!(aws_sdk_dynamodbstreams, ep.dynamodb.clone(), |b| b),
             sqs: client!(aws_sdk_sqs, ep.sqs.clone(), |b| b),
+            sns: client!(aws_sdk_sns, ep.sns.clone(), |b| b),
             sts: client!(aws_sdk_sts, None::<String>, |b| b),
         }
     }

@@ -34,6 +34,7 @@ pub mod queues;
 pub mod resources;
 pub mod runtime_api;
 pub mod settings;
+pub mod sns;
 pub mod sqs;
 pub mod stack;
 pub mod streams;

@@ -46,6 +46,8 @@ pub struct Ports {
     pub s3: u16,
     /// SQS.
     pub sqs: u16,
+    /// SNS.
+    pub sns: u16,
 }
 
 /// A running local stack. Dropping it stops the servers.
@@ -56,6 +58,8 @@ pub struct LocalStack {
     pub s3_endpoint: String,
     /// `http://127.0.0.1:PORT` of SQS.
     pub sqs_endpoint: String,
+    /// `http://127.0.0.1:PORT` of SNS.
+    pub sns_endpoint: String,
     /// S3 object-created notifications (see [`crate::notify`]).
     pub notifier: Arc<Notifier>,
     sqs: Arc<crate::sqs::Sqs>,
@@ -113,15 +117,25 @@ impl LocalStack {
         let sqs_service = crate::sqs::Sqs::open(sqs_path.as_deref(), &endpoint(sqs_addr), rx.clone())
             .map_err(|e| anyhow::anyhow!("opening the SQS store: {e}"))?;
         let sqs = tokio::spawn(crate::sqs::serve(sqs_listener, sqs_service.clone(), rx.clone()));
+        let sns_listener = bind(ports.sns).await?;
+        let sns_addr = sns_listener.local_addr()?;
+        let sns_path = match &state {
+            State::Dir(dir) => Some(dir.join("sns.json")),
+            State::Memory => None,
+        };
+        let sns_service = crate::sns::Sns::open(sns_path.as_deref(), sqs_service.clone(), &endpoint(sns_addr))
+            .map_err(|e| anyhow::anyhow!("opening the SNS topics: {e}"))?;
+        let sns = tokio::spawn(crate::sns::serve(sns_listener, sns_service, rx.clone()));
 
         let notifier = Arc::new(Notifier::default());
         let s3 = tokio::spawn(serve_s3(s3_listener, s3_root, notifier.clone(), rx));
-        let tasks = vec![ddb, s3, sqs];
+        let tasks = vec![ddb, s3, sqs, sns];
 
         let stack = LocalStack {
             dynamodb_endpoint: endpoint(ddb_addr),
             s3_endpoint: endpoint(s3_addr),
             sqs_endpoint: endpoint(sqs_addr),
+            sns_endpoint: endpoint(sns_addr),
             notifier,
             sqs: sqs_service,
             shutdown,
@@ -155,6 +169,7 @@ impl LocalStack {
             s3: Some(self.s3_endpoint.clone()),
             dynamodb: Some(self.dynamodb_endpoint.clone()),
             sqs: Some(self.sqs_endpoint.clone()),
+            sns: Some(self.sns_endpoint.clone()),
         }
     }
 

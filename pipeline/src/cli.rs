@@ -153,6 +153,9 @@ pub enum Command {
         /// SQS port.
         #[arg(long, default_value_t = 4569)]
         sqs_port: u16,
+        /// SNS port.
+        #[arg(long, default_value_t = 4570)]
+        sns_port: u16,
     },
     /// Write a synthetic `orders` CSV.
     Generate {

@@ -39,6 +39,8 @@ pub struct UpFile {
     pub s3: String,
     /// SQS endpoint.
     pub sqs: String,
+    /// SNS endpoint.
+    pub sns: String,
     /// The serving process.
     pub pid: u32,
 }
@@ -95,6 +97,7 @@ impl Target {
                 s3: Some(up.s3),
                 dynamodb: Some(up.dynamodb),
                 sqs: Some(up.sqs),
+                sns: Some(up.sns),
             };
             let clients = Clients::build(&conf, &endpoints, &[]);
             let deployment = resources::resolve(&clients, &Names::local()).await?;

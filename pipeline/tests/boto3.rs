@@ -35,7 +35,17 @@ fn boto3_uploads_to_pipeline_up_and_reads_the_feed() {
         .current_dir(repo())
         .arg("--state")
         .arg(&state)
-        .args(["up", "--dynamodb-port", "0", "--s3-port", "0", "--sqs-port", "0"])
+        .args([
+            "up",
+            "--dynamodb-port",
+            "0",
+            "--s3-port",
+            "0",
+            "--sqs-port",
+            "0",
+            "--sns-port",
+            "0",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap());

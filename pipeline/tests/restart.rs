@@ -41,7 +41,17 @@ fn up(state: &Path) -> Up {
         .current_dir(repo())
         .arg("--state")
         .arg(state)
-        .args(["up", "--dynamodb-port", "0", "--s3-port", "0", "--sqs-port", "0"])
+        .args([
+            "up",
+            "--dynamodb-port",
+            "0",
+            "--s3-port",
+            "0",
+            "--sqs-port",
+            "0",
+            "--sns-port",
+            "0",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

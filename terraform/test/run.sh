@@ -111,7 +111,7 @@ step "the same files on the embedded local stack"
 "$pipeline" contract >"$work/contract.json"
 (
   unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-  exec "$pipeline" --state "$work/up-state" up --dynamodb-port 0 --s3-port 0 --sqs-port 0 >"$work/up.log" 2>&1
+  exec "$pipeline" --state "$work/up-state" up --dynamodb-port 0 --s3-port 0 --sqs-port 0 --sns-port 0 >"$work/up.log" 2>&1
 ) &
 up_pid=$!
 for _ in $(seq 150); do [[ -f "$work/up-state/up.json" ]] && break; sleep 0.2; done

@@ -13,6 +13,7 @@ mod api;
 mod error;
 mod store;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,32 @@ pub use store::Depth;
 
 use crate::identity::{ACCOUNT, REGION};
 use store::{Received, Store};
+
+/// A message attribute delivered by another service (SNS's raw delivery),
+/// in the JSON protocol's shape (a binary value in base64).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeliveredAttribute {
+    /// `String`, `Number`, `Binary`, or one of those with a custom suffix.
+    pub data_type: String,
+    /// The value of a string or number attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub string_value: Option<String>,
+    /// The value of a binary attribute, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary_value: Option<String>,
+}
+
+/// One message another service delivers to a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The queue's name.
+    pub queue: String,
+    /// The body.
+    pub body: String,
+    /// Message attributes.
+    pub attributes: BTreeMap<String, DeliveredAttribute>,
+}
 
 /// The emulator: a store, and the endpoint its queue URLs name.
 pub struct Sqs {
@@ -91,6 +118,31 @@ impl Sqs {
         let bodies = self.with_store(|s| s.release_in_flight(&name, now()))?;
         self.wake();
         Ok(bodies)
+    }
+
+    /// Store messages from another service (SNS) on their queues, all in one
+    /// transaction; returns the names of queues that do not exist, whose
+    /// messages are dropped (SNS drops a delivery to a deleted queue).
+    pub fn deliver(&self, deliveries: Vec<Delivery>) -> Result<Vec<String>, SqsError> {
+        if deliveries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages: Vec<(String, store::NewMessage)> = deliveries
+            .into_iter()
+            .map(|d| {
+                let m = store::NewMessage {
+                    md5_of_body: format!("{:x}", md5::compute(d.body.as_bytes())),
+                    attributes: (!d.attributes.is_empty())
+                        .then(|| serde_json::to_string(&d.attributes).expect("attributes serialize")),
+                    body: d.body,
+                    delay: None,
+                };
+                (d.queue, m)
+            })
+            .collect();
+        let missing = self.with_store(|s| s.send_many(&messages, now()))?;
+        self.wake();
+        Ok(missing)
     }
 
     /// Counts of the messages of the queue at `url`.

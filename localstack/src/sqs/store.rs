@@ -4,7 +4,7 @@
 //! messages wait. Times are epoch milliseconds, passed in, so the rules can
 //! be tested without waiting.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -402,6 +402,41 @@ impl Store {
         }
         tx.commit()?;
         Ok(ids)
+    }
+
+    /// Store messages on several queues in one transaction (a fan-out);
+    /// returns the names of queues that do not exist (their messages dropped).
+    pub fn send_many(&mut self, messages: &[(String, NewMessage)], now: i64) -> Result<Vec<String>, SqsError> {
+        let tx = self.conn.transaction()?;
+        let mut missing = Vec::new();
+        {
+            let mut queues: HashMap<&str, Option<Queue>> = HashMap::new();
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO messages (queue, id, body, md5_of_body, attributes, sent, visible_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (name, m) in messages {
+                if !queues.contains_key(name.as_str()) {
+                    let q = match queue(&tx, name) {
+                        Ok(q) => Some(q),
+                        Err(e) if e.code == Code::QueueDoesNotExist => None,
+                        Err(e) => return Err(e),
+                    };
+                    queues.insert(name, q);
+                }
+                let Some(q) = &queues[name.as_str()] else {
+                    if !missing.contains(name) {
+                        missing.push(name.clone());
+                    }
+                    continue;
+                };
+                let visible_at = now + m.delay.unwrap_or_else(|| q.delay()) * 1000;
+                let id = uuid::Uuid::new_v4().to_string();
+                insert.execute(params![name, id, m.body, m.md5_of_body, m.attributes, now, visible_at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(missing)
     }
 
     /// Receive up to `max` visible messages, hiding each for `visibility`

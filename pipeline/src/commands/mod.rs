@@ -65,11 +65,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             dynamodb_port,
             s3_port,
             sqs_port,
+            sns_port,
         } => {
             let ports = localstack::Ports {
                 dynamodb: dynamodb_port,
                 s3: s3_port,
                 sqs: sqs_port,
+                sns: sns_port,
             };
             rt.block_on(up::serve(args.state, ports))?;
             Ok(0)

@@ -18,6 +18,7 @@ pub(super) async fn serve(state: PathBuf, ports: Ports) -> Result<()> {
         dynamodb: stack.dynamodb_endpoint.clone(),
         s3: stack.s3_endpoint.clone(),
         sqs: stack.sqs_endpoint.clone(),
+        sns: stack.sns_endpoint.clone(),
         pid: std::process::id(),
     };
     let up_file = crate::target::up_file(&state);
@@ -27,6 +28,7 @@ pub(super) async fn serve(state: PathBuf, ports: Ports) -> Result<()> {
     println!("  DynamoDB + Streams  {}", up.dynamodb);
     println!("  S3                  {}", up.s3);
     println!("  SQS                 {}", up.sqs);
+    println!("  SNS                 {}", up.sns);
     println!(
         "  upload to s3://{}/{}<dataset>/<file>.csv (path-style addressing)",
         d.names.bucket, d.names.upload_prefix
@@ -35,8 +37,8 @@ pub(super) async fn serve(state: PathBuf, ports: Ports) -> Result<()> {
     println!("\nThe ingest and projector run here, on the queue and the stream. For any AWS SDK or CLI:\n");
     println!("export AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_REGION={REGION}");
     println!(
-        "export AWS_ENDPOINT_URL_DYNAMODB={0} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={0} AWS_ENDPOINT_URL_S3={1} AWS_ENDPOINT_URL_SQS={2}",
-        up.dynamodb, up.s3, up.sqs
+        "export AWS_ENDPOINT_URL_DYNAMODB={0} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={0} AWS_ENDPOINT_URL_S3={1} AWS_ENDPOINT_URL_SQS={2} AWS_ENDPOINT_URL_SNS={3}",
+        up.dynamodb, up.s3, up.sqs, up.sns
     );
     println!("\nOther `pipeline` commands in this directory use this stack. Ctrl-C stops it.");
     let served = tokio::select! {
