@@ -59,3 +59,19 @@ resource "aws_cloudwatch_metric_alarm" "iterator_age" {
   alarm_actions       = var.alarm_actions
   tags                = local.tags
 }
+
+resource "aws_cloudwatch_metric_alarm" "feed_deliveries_failed" {
+  alarm_name          = "${local.prefix}-feed-deliveries-failed"
+  alarm_description   = "SNS could not deliver feed messages to a subscribed queue (a queue policy, a deleted queue): those subscribers miss changes."
+  namespace           = "AWS/SNS"
+  metric_name         = "NumberOfNotificationsFailed"
+  dimensions          = { TopicName = aws_sns_topic.feed.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  tags                = local.tags
+}

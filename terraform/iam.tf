@@ -99,8 +99,13 @@ data "aws_iam_policy_document" "projector" {
   }
   statement {
     sid       = "Feed"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.feed.arn, aws_sqs_queue.projector_failures.arn]
+    actions   = ["sns:Publish"] # PublishBatch is authorized as sns:Publish
+    resources = [aws_sns_topic.feed.arn]
+  }
+  statement {
+    sid       = "OnFailure"
+    actions   = ["sqs:SendMessage"] # the stream mapping's on-failure destination
+    resources = [aws_sqs_queue.projector_failures.arn]
   }
   statement {
     sid       = "Logs"
@@ -170,8 +175,11 @@ data "aws_iam_policy_document" "reingest" {
   statement {
     sid = "FindQueues"
     # `--outputs` resolves the deployment's queues by name (GetQueueUrl).
-    actions   = ["sqs:GetQueueUrl"]
-    resources = [aws_sqs_queue.ingest.arn, aws_sqs_queue.feed.arn, aws_sqs_queue.projector_failures.arn]
+    actions = ["sqs:GetQueueUrl"]
+    resources = concat(
+      [aws_sqs_queue.ingest.arn, aws_sqs_queue.feed.arn, aws_sqs_queue.projector_failures.arn],
+      flatten([for c in module.reference_consumer : [c.queue_arn, c.dlq_arn]]),
+    )
   }
 }
 

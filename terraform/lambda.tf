@@ -66,7 +66,7 @@ resource "aws_lambda_function" "projector" {
   environment {
     variables = {
       AGGREGATES_TABLE = aws_dynamodb_table.aggregates.name
-      FEED_QUEUE_URL   = aws_sqs_queue.feed.id
+      FEED_TOPIC_ARN   = aws_sns_topic.feed.arn
       RUST_LOG         = "info"
     }
   }

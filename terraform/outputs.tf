@@ -20,6 +20,12 @@ output "ingest_queue_name" {
 output "ingest_dlq_name" {
   value = aws_sqs_queue.ingest_dlq.name
 }
+output "feed_topic_name" {
+  value = aws_sns_topic.feed.name
+}
+output "feed_topic_arn" {
+  value = aws_sns_topic.feed.arn
+}
 output "feed_queue_name" {
   value = aws_sqs_queue.feed.name
 }
@@ -46,4 +52,20 @@ output "projector_role_arn" {
 }
 output "reingest_policy_arn" {
   value = aws_iam_policy.reingest.arn
+}
+# The reference consumer's: null when it is not deployed.
+output "consumer_queue_name" {
+  value = one(module.reference_consumer[*].queue_name)
+}
+output "consumer_dlq_name" {
+  value = one(module.reference_consumer[*].dlq_name)
+}
+output "read_model_table_name" {
+  value = one(module.reference_consumer[*].table_name)
+}
+output "consumer_function_name" {
+  value = one(module.reference_consumer[*].function_name)
+}
+output "consumer_role_arn" {
+  value = one(module.reference_consumer[*].role_arn)
 }

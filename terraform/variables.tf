@@ -51,3 +51,21 @@ variable "trusted_principal_arns" {
   type        = list(string)
   default     = []
 }
+
+variable "reference_consumer" {
+  description = "Deploy the reference consumer: a queue subscribed to the feed topic (filtered), a Lambda keeping a read model table, its dead-letter queue and alarms."
+  type        = bool
+  default     = false
+}
+
+variable "consumer_zip" {
+  description = "The reference consumer Lambda's zip (scripts/build-lambdas.sh builds it); read only when reference_consumer is on."
+  type        = string
+  default     = "../target/lambda/consumer/bootstrap.zip"
+}
+
+variable "consumer_filter_policy" {
+  description = "The reference consumer's SNS filter policy (JSON, on the type and dataset message attributes). Default: settings.json's consumer.filter_policy."
+  type        = string
+  default     = null
+}

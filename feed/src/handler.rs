@@ -10,6 +10,17 @@ use crate::dynamo::DynamoReadModel;
 use crate::message::parse;
 use crate::model::{newest_per_group, Applied, GroupKey, GroupState};
 
+/// The environment variables the reference consumer Lambda reads (besides
+/// those Lambda sets), for the deployment check: its table and the log filter.
+pub const ENV_VARS: &[&str] = &["READ_MODEL_TABLE", "RUST_LOG"];
+
+/// The read model table the Lambda writes, from `READ_MODEL_TABLE`.
+pub fn read_model_table(get: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    get("READ_MODEL_TABLE")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "environment variable READ_MODEL_TABLE: not set".to_owned())
+}
+
 /// What one batch did, for logs and measurements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Report {

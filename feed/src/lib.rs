@@ -17,8 +17,12 @@
 //! * [`snapshot`]: every group of the aggregates table with its version, for
 //!   a consumer that starts late: hold the snapshot, then follow the feed
 //!   applying only newer versions; no change is missed or applied twice.
-//! * [`handler`]: the reference consumer Lambda's batch (binary
-//!   `feed-consumer`), writing a read model table under a version condition.
+//! * [`handler`]: the reference consumer Lambda's batch (crate `consumer`),
+//!   writing a read model table under a version condition.
+//!
+//! Feature `consumer` (default) brings the SQS loop and the table scans
+//! ([`Consumer`], [`snapshot`]); without it the kit is the message types,
+//! the read models and the Lambda batch, with no SQS SDK linked.
 //!
 //! A complete consumer that keeps the groups in memory:
 //!
@@ -45,14 +49,20 @@
 //! # }
 //! ```
 
+#[cfg(feature = "consumer")]
 pub mod consumer;
 pub mod dynamo;
 pub mod handler;
 pub mod message;
 pub mod model;
+#[cfg(feature = "consumer")]
+pub mod snapshot;
 
+#[cfg(feature = "consumer")]
 pub use consumer::{Consumer, ConsumerError, Delivery, Options, Stats};
-pub use dynamo::{snapshot, DynamoReadModel, StoreError};
+pub use dynamo::{DynamoReadModel, StoreError};
 pub use message::{parse, MessageError};
 pub use model::{newest_per_group, Applied, GroupKey, GroupState, ReadModel};
 pub use schema::feed::FeedMessage;
+#[cfg(feature = "consumer")]
+pub use snapshot::snapshot;

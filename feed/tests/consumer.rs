@@ -39,6 +39,7 @@ struct Env {
     /// The feed through an SQS client whose sends fail while `fail` is set.
     failing_feed: Feed,
     fail: FailSends,
+    topic: String,
 }
 
 /// A stack with the pipeline's tables, a feed queue (dead-lettering after
@@ -90,9 +91,14 @@ async fn env(max_receive: u32) -> Env {
         names.aggregates_table.clone(),
         &Registry::builtin(),
     );
-    let feed = Feed::new(c.sqs.clone(), feed_url.clone());
+    let topic = resources::ensure_topic(&c.sns, &names.feed_topic).await.unwrap();
+    let feed_arn = localstack::queues::queue_arn(&c.sqs, &feed_url).await.unwrap();
+    resources::ensure_subscription(&c.sns, &topic, &feed_arn, None)
+        .await
+        .unwrap();
+    let feed = Feed::new(c.sns.clone(), topic.clone());
     let fail = FailSends::default();
-    let failing_feed = Feed::new(stack.clients_with(&[shared(fail.clone())]).sqs, feed_url.clone());
+    let failing_feed = Feed::new(stack.clients_with(&[shared(fail.clone())]).sns, topic.clone());
     Env {
         ddb: c.dynamodb,
         sqs: c.sqs,
@@ -105,6 +111,7 @@ async fn env(max_receive: u32) -> Env {
         feed,
         failing_feed,
         fail,
+        topic,
     }
 }
 
@@ -540,4 +547,93 @@ async fn shutdown_ends_a_long_poll() {
         .expect("stopped")
         .unwrap();
     assert_eq!(stats, Stats::default());
+}
+
+/// Fan-out: two subscribers of the feed topic with different filter policies
+/// each receive exactly the messages their filter admits, while the feed
+/// queue (no filter) receives every one.
+#[tokio::test]
+async fn two_subscribers_receive_exactly_what_their_filters_admit() {
+    let e = env(5).await;
+    let mut queues = Vec::new();
+    for (name, policy) in [
+        (
+            "orders-changes",
+            r#"{"type":["aggregate.changed"],"dataset":["orders"]}"#,
+        ),
+        // shops/ has no dataset definition: its file is read as `untyped`.
+        (
+            "other-files",
+            r#"{"type":["file.completed"],"dataset":[{"anything-but":"orders"}]}"#,
+        ),
+    ] {
+        let url = e
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let arn = localstack::queues::queue_arn(&e.sqs, &url).await.unwrap();
+        resources::ensure_subscription(&e.stack.clients().sns, &e.topic, &arn, Some(policy))
+            .await
+            .unwrap();
+        queues.push(url);
+    }
+    e.project(e.stream(1000).await).await;
+    let everything = e.take_all().await;
+    let parsed: Vec<feed::FeedMessage> = everything.iter().map(|b| feed::parse(b).unwrap()).collect();
+    let mut want_changes: Vec<&str> = parsed
+        .iter()
+        .filter(|m| m.kind() == "aggregate.changed" && m.dataset() == "orders")
+        .map(|m| m.id())
+        .collect();
+    let mut want_files: Vec<&str> = parsed
+        .iter()
+        .filter(|m| m.kind() == "file.completed" && m.dataset() != "orders")
+        .map(|m| m.id())
+        .collect();
+    assert!(!want_changes.is_empty() && want_files.len() == 1);
+    let files = parsed.iter().filter(|m| m.kind() == "file.completed").count();
+    assert_eq!(
+        files,
+        FILES.len(),
+        "the others' files are on the feed queue, not on the filtered one"
+    );
+    let mut got = Vec::new();
+    for url in &queues {
+        let mut ids = Vec::new();
+        loop {
+            let r = e
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            if r.messages().is_empty() {
+                break;
+            }
+            for m in r.messages() {
+                // Raw delivery: the body is the message as published.
+                ids.push(feed::parse(m.body().unwrap()).unwrap().id().to_owned());
+                e.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        ids.sort();
+        got.push(ids);
+    }
+    want_changes.sort();
+    want_files.sort();
+    assert_eq!(got[0], want_changes);
+    assert_eq!(got[1], want_files);
 }

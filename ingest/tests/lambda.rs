@@ -29,7 +29,7 @@ async fn stack() -> Stack {
     let stack = LocalStack::start(State::Memory, Ports::default()).await.unwrap();
     let clients = stack.clients();
     let names = Names::local();
-    let deployment = resources::provision(&clients, &names).await.unwrap();
+    let deployment = resources::provision(&clients, &names, false).await.unwrap();
     Stack {
         stack,
         clients,

@@ -260,6 +260,8 @@ impl Intercept for CallRecorder {
         let params = if m.service().eq_ignore_ascii_case("s3") {
             let headers: Vec<(&str, &str)> = req.headers().iter().collect();
             s3_params(req.uri(), &headers)
+        } else if m.service().eq_ignore_ascii_case("sns") {
+            query_params(req.body().bytes().unwrap_or_default())
         } else {
             json_params(req.body().bytes().unwrap_or_default())
         };
@@ -302,6 +304,17 @@ fn json_params(body: &[u8]) -> serde_json::Value {
         );
     }
     Value::Object(out)
+}
+
+/// The resource a query-protocol request (SNS) names: its topic.
+fn query_params(body: &[u8]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if k == "TopicArn" || k == "TargetArn" {
+            out.insert(k.into_owned(), v.into_owned().into());
+        }
+    }
+    serde_json::Value::Object(out)
 }
 
 /// Bucket, key, query parameter names and the headers that matter to IAM
@@ -371,5 +384,8 @@ mod tests {
         let q = json_params(br#"{"QueueUrl":"http://q/1/feed","MaxNumberOfMessages":10}"#);
         assert_eq!(q, serde_json::json!({"QueueUrl": "http://q/1/feed"}));
         assert_eq!(json_params(b"not json"), serde_json::json!({}));
+        let sns =
+            query_params(b"Action=PublishBatch&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A1%3Afeed&Version=2010-03-31");
+        assert_eq!(sns, serde_json::json!({"TopicArn": "arn:aws:sns:us-east-1:1:feed"}));
     }
 }

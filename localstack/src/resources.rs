@@ -149,24 +149,94 @@ pub async fn ensure_queue(
     Ok(url)
 }
 
-/// The queue URLs of a deployment, found or created.
+/// The queue URLs and topic of a deployment, found or created.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Deployment {
     /// Resource names.
     pub names: Names,
     /// The ingest queue (S3 notifications).
     pub ingest_queue_url: String,
-    /// The feed queue.
+    /// The feed topic the projector publishes to.
+    pub feed_topic_arn: String,
+    /// The feed queue (a raw subscriber of the topic).
     pub feed_queue_url: String,
     /// The stream mapping's on-failure queue.
     pub projector_failures_url: String,
+    /// The reference consumer, if deployed.
+    pub consumer: Option<ConsumerDeployment>,
+}
+
+/// The reference consumer's queue and read model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsumerDeployment {
+    /// Its queue (a filtered, raw subscriber of the feed topic).
+    pub queue_url: String,
+    /// The queue's dead-letter queue.
+    pub dlq_url: String,
+    /// Its read model table.
+    pub read_model_table: String,
+}
+
+/// Create the topic unless it exists; its ARN.
+pub async fn ensure_topic(sns: &aws_sdk_sns::Client, name: &str) -> Result<String> {
+    sns.create_topic()
+        .name(name)
+        .send()
+        .await
+        .with_context(|| format!("creating topic {name}"))?
+        .topic_arn
+        .context("CreateTopic returned no ARN")
+}
+
+/// Subscribe a queue to a topic with raw delivery (and a filter policy if
+/// given), as `terraform/` does; the same subscription again is the same one.
+pub async fn ensure_subscription(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    queue_arn: &str,
+    filter_policy: Option<&str>,
+) -> Result<String> {
+    ensure_subscription_with_dlq(sns, topic_arn, queue_arn, filter_policy, None).await
+}
+
+/// [`ensure_subscription`], with a dead-letter queue for what SNS cannot
+/// deliver (its `RedrivePolicy`), as `terraform/` subscribes the queues.
+pub async fn ensure_subscription_with_dlq(
+    sns: &aws_sdk_sns::Client,
+    topic_arn: &str,
+    queue_arn: &str,
+    filter_policy: Option<&str>,
+    dlq_arn: Option<&str>,
+) -> Result<String> {
+    let mut req = sns
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .return_subscription_arn(true);
+    if let Some(p) = filter_policy {
+        req = req.attributes("FilterPolicy", p);
+    }
+    if let Some(dlq) = dlq_arn {
+        req = req.attributes(
+            "RedrivePolicy",
+            serde_json::json!({ "deadLetterTargetArn": dlq }).to_string(),
+        );
+    }
+    req.send()
+        .await
+        .with_context(|| format!("subscribing {queue_arn} to {topic_arn}"))?
+        .subscription_arn
+        .context("Subscribe returned no ARN")
 }
 
 /// Create every resource of the deployment that the local stack can hold,
 /// as `terraform/` does: the bucket, both tables, the ingest queue, the feed
-/// queue, their dead-letter queues and the projector's on-failure queue.
+/// topic and its queue, their dead-letter queues, the projector's on-failure
+/// queue, and with `consumer` the reference consumer's queue and read model.
 /// Existing resources are left as they are.
-pub async fn provision(clients: &Clients, names: &Names) -> Result<Deployment> {
+pub async fn provision(clients: &Clients, names: &Names, consumer: bool) -> Result<Deployment> {
     let s = Settings::get();
     ensure_bucket(&clients.s3, &names.bucket).await?;
     ensure_events_table(&clients.dynamodb, &names.events_table).await?;
@@ -189,6 +259,17 @@ pub async fn provision(clients: &Clients, names: &Names) -> Result<Deployment> {
         &s,
     )
     .await?;
+    let feed_topic_arn = ensure_topic(&clients.sns, &names.feed_topic).await?;
+    let feed_queue_arn = crate::queues::queue_arn(&clients.sqs, &feed_queue_url).await?;
+    let feed_dlq_arn = crate::queues::queue_arn(&clients.sqs, &queue_url_of(clients, &names.feed_dlq).await?).await?;
+    ensure_subscription_with_dlq(
+        &clients.sns,
+        &feed_topic_arn,
+        &feed_queue_arn,
+        None,
+        Some(&feed_dlq_arn),
+    )
+    .await?;
     let projector_failures_url = ensure_queue(
         &clients.sqs,
         &names.projector_failures,
@@ -198,36 +279,95 @@ pub async fn provision(clients: &Clients, names: &Names) -> Result<Deployment> {
         &s,
     )
     .await?;
-    Ok(Deployment {
-        names: names.clone(),
-        ingest_queue_url,
-        feed_queue_url,
-        projector_failures_url,
-    })
-}
-
-/// Find the queues of an existing deployment by name.
-pub async fn resolve(clients: &Clients, names: &Names) -> Result<Deployment> {
-    let url = |name: String| async move {
-        clients
-            .sqs
-            .get_queue_url()
-            .queue_name(&name)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "queue {name} not found ({}): is the pipeline deployed there, and are the names right?",
-                    aws_sdk_sqs::error::DisplayErrorContext(e)
-                )
-            })?
-            .queue_url
-            .context("GetQueueUrl returned no URL")
+    let consumer = match (&names.consumer, consumer) {
+        (Some(c), true) => {
+            let queue_url = ensure_queue(
+                &clients.sqs,
+                &c.queue,
+                Some((&c.dlq, s.consumer.max_receive_count)),
+                s.consumer.visibility_timeout_seconds,
+                None,
+                &s,
+            )
+            .await?;
+            let queue_arn = crate::queues::queue_arn(&clients.sqs, &queue_url).await?;
+            let policy = s.consumer.filter_policy.to_string();
+            let dlq_url = queue_url_of(clients, &c.dlq).await?;
+            let dlq_arn = crate::queues::queue_arn(&clients.sqs, &dlq_url).await?;
+            ensure_subscription_with_dlq(&clients.sns, &feed_topic_arn, &queue_arn, Some(&policy), Some(&dlq_arn))
+                .await?;
+            ensure_aggregates_table(&clients.dynamodb, &c.read_model_table).await?;
+            Some(ConsumerDeployment {
+                queue_url,
+                dlq_url,
+                read_model_table: c.read_model_table.clone(),
+            })
+        }
+        _ => None,
     };
     Ok(Deployment {
         names: names.clone(),
-        ingest_queue_url: url(names.ingest_queue.clone()).await?,
-        feed_queue_url: url(names.feed_queue.clone()).await?,
-        projector_failures_url: url(names.projector_failures.clone()).await?,
+        ingest_queue_url,
+        feed_topic_arn,
+        feed_queue_url,
+        projector_failures_url,
+        consumer,
+    })
+}
+
+/// Whether the reference consumer's queue exists (it was provisioned once).
+pub async fn consumer_provisioned(clients: &Clients, names: &Names) -> bool {
+    match &names.consumer {
+        Some(c) => clients.sqs.get_queue_url().queue_name(&c.queue).send().await.is_ok(),
+        None => false,
+    }
+}
+
+async fn queue_url_of(clients: &Clients, name: &str) -> Result<String> {
+    clients
+        .sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "queue {name} not found ({}): is the pipeline deployed there, and are the names right?",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })?
+        .queue_url
+        .context("GetQueueUrl returned no URL")
+}
+
+/// The ARN of the topic named `name` (ListTopics: SNS has no lookup by name).
+async fn topic_arn_of(clients: &Clients, name: &str) -> Result<String> {
+    let mut pages = clients.sns.list_topics().into_paginator().items().send();
+    while let Some(t) = pages.next().await {
+        let t = t.map_err(|e| anyhow::anyhow!("listing topics: {}", aws_sdk_sns::error::DisplayErrorContext(e)))?;
+        if let Some(arn) = t.topic_arn.filter(|a| a.rsplit(':').next() == Some(name)) {
+            return Ok(arn);
+        }
+    }
+    anyhow::bail!("topic {name} not found: is the pipeline deployed there, and are the names right?")
+}
+
+/// Find the queues and topic of an existing deployment by name.
+pub async fn resolve(clients: &Clients, names: &Names) -> Result<Deployment> {
+    let consumer = match &names.consumer {
+        Some(c) => Some(ConsumerDeployment {
+            queue_url: queue_url_of(clients, &c.queue).await?,
+            dlq_url: queue_url_of(clients, &c.dlq).await?,
+            read_model_table: c.read_model_table.clone(),
+        }),
+        None => None,
+    };
+    Ok(Deployment {
+        names: names.clone(),
+        ingest_queue_url: queue_url_of(clients, &names.ingest_queue).await?,
+        feed_topic_arn: topic_arn_of(clients, &names.feed_topic).await?,
+        feed_queue_url: queue_url_of(clients, &names.feed_queue).await?,
+        projector_failures_url: queue_url_of(clients, &names.projector_failures).await?,
+        consumer,
     })
 }

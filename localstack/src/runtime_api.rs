@@ -305,6 +305,7 @@ pub fn stack_environment(stack: &crate::LocalStack) -> std::collections::BTreeMa
         ("AWS_ENDPOINT_URL_S3", stack.s3_endpoint.clone()),
         ("AWS_ENDPOINT_URL_DYNAMODB", stack.dynamodb_endpoint.clone()),
         ("AWS_ENDPOINT_URL_SQS", stack.sqs_endpoint.clone()),
+        ("AWS_ENDPOINT_URL_SNS", stack.sns_endpoint.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -25,6 +25,8 @@ pub struct Settings {
     pub projector: ProjectorSettings,
     /// The feed queue.
     pub feed: FeedSettings,
+    /// The reference consumer (optional in the module, `--consumer` locally).
+    pub consumer: ConsumerSettings,
 }
 
 /// The ingest function, its queue and its event source mapping.
@@ -94,6 +96,28 @@ pub struct FeedSettings {
     pub visibility_timeout_seconds: u32,
 }
 
+/// The reference consumer: its function, its queue (subscribed to the feed
+/// topic with `filter_policy`) and its event source mapping.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsumerSettings {
+    /// Function timeout.
+    pub timeout_seconds: u32,
+    /// Function memory.
+    pub memory_mb: u32,
+    /// Messages per invocation.
+    pub batch_size: u32,
+    /// How long the mapping gathers a batch.
+    pub batching_window_seconds: u32,
+    /// Concurrent invocations at most.
+    pub maximum_concurrency: u32,
+    /// Receives before a message goes to the dead-letter queue.
+    pub max_receive_count: u32,
+    /// The queue's visibility timeout (six times the function's).
+    pub visibility_timeout_seconds: u32,
+    /// Which feed messages the subscription admits (an SNS filter policy).
+    pub filter_policy: serde_json::Value,
+}
+
 impl Settings {
     /// The compiled-in settings.
     pub fn get() -> Settings {
@@ -113,10 +137,10 @@ impl Settings {
     }
 
     /// The environment `terraform/lambda.tf` gives the projector function.
-    pub fn projector_environment(&self, names: &Names, feed_queue_url: &str) -> BTreeMap<String, String> {
+    pub fn projector_environment(&self, names: &Names, feed_topic_arn: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("AGGREGATES_TABLE".into(), names.aggregates_table.clone()),
-            ("FEED_QUEUE_URL".into(), feed_queue_url.to_owned()),
+            ("FEED_TOPIC_ARN".into(), feed_topic_arn.to_owned()),
             ("RUST_LOG".into(), "info".into()),
         ])
     }
@@ -138,12 +162,27 @@ pub struct Names {
     pub ingest_queue: String,
     /// Its dead-letter queue.
     pub ingest_dlq: String,
-    /// The feed queue downstream services consume.
+    /// The feed topic the projector publishes to.
+    pub feed_topic: String,
+    /// The feed queue downstream services consume (subscribed to the topic).
     pub feed_queue: String,
     /// Its dead-letter queue.
     pub feed_dlq: String,
     /// Where the stream mapping sends batches it gave up on.
     pub projector_failures: String,
+    /// The reference consumer's resources, if deployed.
+    pub consumer: Option<ConsumerNames>,
+}
+
+/// Names of the reference consumer's resources.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct ConsumerNames {
+    /// Its queue, subscribed to the feed topic.
+    pub queue: String,
+    /// The queue's dead-letter queue.
+    pub dlq: String,
+    /// Its read model table.
+    pub read_model_table: String,
 }
 
 impl Names {
@@ -158,9 +197,15 @@ impl Names {
             aggregates_table: format!("{p}-aggregates"),
             ingest_queue: format!("{p}-ingest"),
             ingest_dlq: format!("{p}-ingest-dlq"),
+            feed_topic: format!("{p}-feed"),
             feed_queue: format!("{p}-feed"),
             feed_dlq: format!("{p}-feed-dlq"),
             projector_failures: format!("{p}-projector-failures"),
+            consumer: Some(ConsumerNames {
+                queue: format!("{p}-consumer"),
+                dlq: format!("{p}-consumer-dlq"),
+                read_model_table: format!("{p}-read-model"),
+            }),
         }
     }
 
@@ -180,6 +225,21 @@ impl Names {
                 .map(str::to_owned)
                 .ok_or_else(|| anyhow::anyhow!("the Terraform outputs have no string output {k:?}"))
         };
+        // The reference consumer's outputs are null when it is not deployed.
+        let optional = |k: &str| {
+            v.get(k)
+                .and_then(|o| o.get("value"))
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        };
+        let consumer = match optional("consumer_queue_name") {
+            Some(queue) => Some(ConsumerNames {
+                queue,
+                dlq: get("consumer_dlq_name")?,
+                read_model_table: get("read_model_table_name")?,
+            }),
+            None => None,
+        };
         Ok(Names {
             bucket: get("bucket_name")?,
             upload_prefix: get("upload_prefix")?,
@@ -187,9 +247,11 @@ impl Names {
             aggregates_table: get("aggregates_table_name")?,
             ingest_queue: get("ingest_queue_name")?,
             ingest_dlq: get("ingest_dlq_name")?,
+            feed_topic: get("feed_topic_name")?,
             feed_queue: get("feed_queue_name")?,
             feed_dlq: get("feed_dlq_name")?,
             projector_failures: get("projector_failures_queue_name")?,
+            consumer,
         })
     }
 }
@@ -243,8 +305,13 @@ mod tests {
     #[test]
     fn names_come_from_terraform_outputs() {
         let n = Names::local();
+        let c = n.consumer.clone().unwrap();
         let mut out = serde_json::Map::new();
         for (k, v) in [
+            ("feed_topic_name", &n.feed_topic),
+            ("consumer_queue_name", &c.queue),
+            ("consumer_dlq_name", &c.dlq),
+            ("read_model_table_name", &c.read_model_table),
             ("bucket_name", &n.bucket),
             ("upload_prefix", &n.upload_prefix),
             ("events_table_name", &n.events_table),
@@ -260,8 +327,17 @@ mod tests {
                 serde_json::json!({ "value": v, "type": "string", "sensitive": false }),
             );
         }
-        let json = serde_json::Value::Object(out).to_string();
+        let json = serde_json::Value::Object(out.clone()).to_string();
         assert_eq!(Names::from_terraform_outputs(&json).unwrap(), n);
+        // Without the reference consumer, its outputs are null.
+        for k in ["consumer_queue_name", "consumer_dlq_name", "read_model_table_name"] {
+            out.insert(
+                k.into(),
+                serde_json::json!({ "value": null, "type": "string", "sensitive": false }),
+            );
+        }
+        let without = Names::from_terraform_outputs(&serde_json::Value::Object(out).to_string()).unwrap();
+        assert_eq!(without, Names { consumer: None, ..n });
         let e = Names::from_terraform_outputs("{}").unwrap_err().to_string();
         assert!(e.contains("bucket_name"), "{e}");
     }

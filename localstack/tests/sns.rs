@@ -366,3 +366,61 @@ async fn limits_and_errors_as_sns_gives_them() {
     assert_eq!(out.failed()[0].id(), "empty");
     assert!(out.failed()[0].sender_fault());
 }
+
+#[tokio::test]
+async fn a_delivery_to_a_deleted_queue_goes_to_the_subscription_dead_letter_queue() {
+    let stack = LocalStack::start(State::Memory, Ports::default()).await.unwrap();
+    let c = stack.clients();
+    let topic = c
+        .sns
+        .create_topic()
+        .name("feed")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let gone = c
+        .sqs
+        .create_queue()
+        .queue_name("gone")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq = c
+        .sqs
+        .create_queue()
+        .queue_name("gone-dlq")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    localstack::resources::ensure_subscription_with_dlq(
+        &c.sns,
+        &topic,
+        "arn:aws:sqs:us-east-1:000000000000:gone",
+        None,
+        Some("arn:aws:sqs:us-east-1:000000000000:gone-dlq"),
+    )
+    .await
+    .unwrap();
+    c.sqs.delete_queue().queue_url(&gone).send().await.unwrap();
+    c.sns.publish().topic_arn(&topic).message("kept").send().await.unwrap();
+    let dead = drain(&c.sqs, &dlq).await;
+    assert_eq!(dead.iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(), ["kept"]);
+
+    // A JSON message structure needs its "default"; the "sqs" entry is what queues get.
+    let e = c
+        .sns
+        .publish()
+        .topic_arn(&topic)
+        .message_structure("json")
+        .message(r#"{"sqs":"x"}"#)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(e.as_service_error().unwrap().is_invalid_parameter_exception(), "{e:?}");
+}

@@ -526,6 +526,9 @@ pub async fn project(input: ProjectInput, batch_size: i32) -> Result<ProjectBenc
     resources::ensure_aggregates_table(&ddb, &names.aggregates_table).await?;
     resources::ensure_bucket(&s3, &names.bucket).await?;
     let queue = resources::ensure_queue_with_dlq(&sqs, &names.feed_queue, &names.feed_dlq, 5).await?;
+    let topic = resources::ensure_topic(&c.sns, &names.feed_topic).await?;
+    let queue_arn = localstack::queues::queue_arn(&sqs, &queue).await?;
+    resources::ensure_subscription(&c.sns, &topic, &queue_arn, None).await?;
     let ingester = Ingester::new(
         s3.clone(),
         ic.dynamodb.clone(),
@@ -548,7 +551,7 @@ pub async fn project(input: ProjectInput, batch_size: i32) -> Result<ProjectBenc
         names.aggregates_table.clone(),
         &Registry::builtin(),
     );
-    let feed = projector::feed::Feed::new(sqs, queue);
+    let feed = projector::feed::Feed::new(c.sns, topic);
     let mut reader = localstack::streams::StreamReader::open(&ddb, c.streams, &names.events_table).await?;
     let batches = reader.drain(batch_size).await?;
     let (mut events, mut writes, mut groups, mut tx, mut sqs_requests, mut messages) = (0, 0, 0, 0, 0, 0);
@@ -743,5 +746,200 @@ pub async fn queue(dir: &Path, messages: u64) -> Result<QueueBench> {
         after_restart,
         received_per_second,
         received,
+    })
+}
+
+/// What the reference consumer did with a projected feed: the first
+/// delivery of every message, then every message delivered again.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConsumerBench {
+    /// Lines of the generated file.
+    pub lines: u64,
+    /// Invocations at once (the mapping's maximum concurrency).
+    pub concurrency: usize,
+    /// Messages the consumer's queue received (its filter: `aggregate.changed`).
+    pub messages: u64,
+    /// Seconds to apply them (receive, handler, delete; emulators included).
+    pub seconds: f64,
+    /// Messages applied per second.
+    pub messages_per_second: f64,
+    /// Read model writes per message, first delivery.
+    pub writes_per_message: f64,
+    /// Changes a newer one of the group in the same batch made unnecessary, per message.
+    pub superseded_per_message: f64,
+    /// Conditional puts refused (already held) per message, first delivery.
+    pub refused_per_message: f64,
+    /// Write units DynamoDB reported per message, first delivery.
+    pub write_units_per_message: f64,
+    /// Every message again (duplicates, as at-least-once delivery may bring).
+    pub redelivered: u64,
+    /// Read model writes per redelivered message (0: nothing changes).
+    pub redelivery_writes_per_message: f64,
+    /// Conditional puts refused per redelivered message.
+    pub redelivery_refused_per_message: f64,
+    /// Write units per redelivered message (a refused condition still costs its units on AWS).
+    pub redelivery_write_units_per_message: f64,
+    /// Whether the read model ends equal to the aggregates table.
+    pub equals_aggregates: bool,
+}
+
+/// Project a generated file with the reference consumer subscribed, then
+/// apply its queue with the consumer's handler as its mapping would, twice:
+/// first delivery, then every message again.
+pub async fn consumer(dir: &Path, lines: u64, shape: generate::Shape) -> Result<ConsumerBench> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    std::fs::create_dir_all(dir)?;
+    let stack = LocalStack::start(State::Memory, Ports::default()).await?;
+    let names = Names::local();
+    let c = stack.clients();
+    let d = resources::provision(&c, &names, true).await?;
+    let consumer = d.consumer.clone().context("the consumer was provisioned")?;
+    let path = dir.join("bench.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let spec = Spec {
+        shape,
+        lines: Some(lines),
+        bytes: None,
+        bad_every: 0,
+        seed: 3,
+    };
+    generate::orders(&mut w, spec)?;
+    std::io::Write::flush(&mut w)?;
+    let key = format!("{}orders/bench.csv", names.upload_prefix);
+    localstack::upload::upload_file(&c.s3, &names.bucket, &key, &path).await?;
+    let ingester = Ingester::new(
+        c.s3.clone(),
+        c.dynamodb.clone(),
+        Registry::builtin(),
+        Config::new(&names.events_table),
+    );
+    let obj = ingest::ObjectRef {
+        bucket: names.bucket.clone(),
+        key,
+        size: None,
+        version_id: None,
+        sequencer: None,
+    };
+    ingester.ingest_object(&obj, None).await?;
+    let projector =
+        projector::project::Projector::new(c.dynamodb.clone(), names.aggregates_table.clone(), &Registry::builtin());
+    let feed = projector::feed::Feed::new(c.sns.clone(), d.feed_topic_arn.clone());
+    let mut reader =
+        localstack::streams::StreamReader::open(&c.dynamodb, c.streams.clone(), &names.events_table).await?;
+    for b in reader.drain(1000).await? {
+        let mut e = aws_lambda_events::dynamodb::Event::default();
+        e.records = b;
+        let (response, _) = projector::handler::handle_batch(&projector, &feed, e).await;
+        anyhow::ensure!(response.batch_item_failures.is_empty(), "a projector batch failed");
+    }
+    // The bodies to deliver again, kept from the feed queue (which gets every message).
+    let mut again = Vec::new();
+    loop {
+        let r = c
+            .sqs
+            .receive_message()
+            .queue_url(&d.feed_queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        if r.messages().is_empty() {
+            break;
+        }
+        for m in r.messages() {
+            let body = m.body().unwrap_or_default();
+            if body.contains("\"aggregate.changed\"") {
+                again.push(body.to_owned());
+            }
+            c.sqs
+                .delete_message()
+                .queue_url(&d.feed_queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await?;
+        }
+    }
+
+    let units = CapacityCounter::default();
+    let cc = stack.clients_with(&[shared(units.clone())]);
+    let model = feed::DynamoReadModel::new(cc.dynamodb.clone(), &consumer.read_model_table);
+    let poller = localstack::pollers::SqsPoller::new(cc.sqs.clone(), &consumer.queue_url, 10).await?;
+    let concurrency = localstack::settings::Settings::get()
+        .consumer
+        .maximum_concurrency
+        .max(1) as usize;
+    let drain = async || -> Result<(feed::handler::Report, f64)> {
+        let total = std::cell::RefCell::new(feed::handler::Report::default());
+        let t0 = Instant::now();
+        let worker = || async {
+            loop {
+                let poll = poller
+                    .poll_once(
+                        async |event| {
+                            let (response, r) = feed::handler::handle_batch(&model, event).await;
+                            let mut t = total.borrow_mut();
+                            t.records += r.records;
+                            t.written += r.written;
+                            t.stale += r.stale;
+                            t.superseded += r.superseded;
+                            t.poison += r.poison;
+                            response
+                        },
+                        0,
+                    )
+                    .await?;
+                if poll.received == 0 && poller.depth().await? == 0 {
+                    return anyhow::Ok(());
+                }
+            }
+        };
+        for r in futures::future::join_all((0..concurrency).map(|_| worker())).await {
+            r?;
+        }
+        Ok((total.into_inner(), t0.elapsed().as_secs_f64()))
+    };
+    let (first, seconds) = drain().await?;
+    let first_units = units.total().write_units;
+    for chunk in again.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(b)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        c.sqs
+            .send_message_batch()
+            .queue_url(&consumer.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await?;
+    }
+    let (second, _) = drain().await?;
+    let second_units = units.total().write_units - first_units;
+    let held: feed::ReadModel = model.groups().await?.into_iter().collect();
+    let want: feed::ReadModel = feed::snapshot(&c.dynamodb, &names.aggregates_table)
+        .await?
+        .into_iter()
+        .collect();
+    stack.stop().await;
+    let per = |x: u64, n: u64| x as f64 / n.max(1) as f64;
+    Ok(ConsumerBench {
+        lines,
+        concurrency,
+        messages: first.records,
+        seconds,
+        messages_per_second: first.records as f64 / seconds,
+        writes_per_message: per(first.written, first.records),
+        superseded_per_message: per(first.superseded, first.records),
+        refused_per_message: per(first.stale, first.records),
+        write_units_per_message: first_units / first.records.max(1) as f64,
+        redelivered: second.records,
+        redelivery_writes_per_message: per(second.written, second.records),
+        redelivery_refused_per_message: per(second.stale, second.records),
+        redelivery_write_units_per_message: second_units / second.records.max(1) as f64,
+        equals_aggregates: held == want,
     })
 }

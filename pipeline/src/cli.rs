@@ -48,6 +48,9 @@ pub enum Command {
         /// Role to assume for the projector handler's AWS calls.
         #[arg(long)]
         projector_role: Option<String>,
+        /// Role to assume for the reference consumer's AWS calls.
+        #[arg(long)]
+        consumer_role: Option<String>,
         /// Give up after this many seconds.
         #[arg(long)]
         timeout: Option<u64>,
@@ -114,6 +117,11 @@ pub enum Command {
         /// Print each message as one JSON line.
         #[arg(long)]
         json: bool,
+        /// Start as a late consumer: hold a snapshot of the aggregates table
+        /// (each group with its version), then apply only feed messages
+        /// newer than what is held; report the read model against the table.
+        #[arg(long)]
+        from_snapshot: bool,
     },
     /// Recompute the aggregates from the events alone and report any
     /// difference from the live ones.
@@ -249,6 +257,17 @@ pub enum BenchWhat {
         /// Messages.
         #[arg(long, default_value_t = 1_000_000)]
         messages: u64,
+    },
+    /// Project a generated file with the reference consumer subscribed, then
+    /// apply its queue as the consumer's mapping would: messages per second,
+    /// read model writes per message; then every message again.
+    Consumer {
+        /// Lines of the generated file.
+        #[arg(long, default_value_t = 20_000)]
+        lines: u64,
+        /// Their shape.
+        #[arg(long, value_enum, default_value = "spread")]
+        shape: ShapeArg,
     },
     /// Stream a generated file from S3 through parse, validate and item building, writing nothing.
     Read {

@@ -5,7 +5,7 @@
 //! process stands in for Lambda: the ingest queue's notifications and the
 //! events stream are polled with the event source mappings' semantics
 //! ([`localstack::pollers`]) and handed to the same library handlers the Lambdas
-//! run. On a deployment without it, the Lambdas do the work and this waits
+//! run; so is the reference consumer's queue, when it is deployed. On a deployment without it, the Lambdas do the work and this waits
 //! for the files' manifests.
 
 use std::cell::RefCell;
@@ -41,8 +41,10 @@ pub struct RunSummary {
     pub events_projected: u64,
     /// Aggregate groups this run changed.
     pub aggregates_changed: u64,
-    /// Messages this run sent to the feed queue.
+    /// Messages this run published to the feed topic.
     pub feed_messages: u64,
+    /// The reference consumer, when deployed and run here.
+    pub consumer: Option<ConsumerSummary>,
     /// Every aggregate group, as it now stands.
     pub aggregates: Vec<AggregateRow>,
     /// DynamoDB requests of the ingest.
@@ -59,6 +61,27 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
+/// What the reference consumer did, and how its read model compares.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct ConsumerSummary {
+    /// Messages its handler was given.
+    pub messages: u64,
+    /// Read model writes (conditional puts that wrote).
+    pub writes: u64,
+    /// Conditional puts refused: the table held that version or newer.
+    pub refused: u64,
+    /// Changes a newer one of the same group in the batch made unnecessary.
+    pub superseded: u64,
+    /// Messages that are not ones it reads (reported, then dead-lettered).
+    pub poison: u64,
+    /// Groups its read model holds.
+    pub groups: u64,
+    /// Whether the read model equals the aggregates table (group, version, values).
+    pub equals_aggregates: bool,
+    /// Messages in its dead-letter queue.
+    pub dead_letters: u64,
+}
+
 /// How to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -70,6 +93,8 @@ pub struct RunOptions {
     pub ingest_role: Option<String>,
     /// Role the projector handler's credentials are assumed from.
     pub projector_role: Option<String>,
+    /// Role the reference consumer's credentials are assumed from.
+    pub consumer_role: Option<String>,
     /// Draw progress on stderr.
     pub progress: bool,
     /// Give up waiting after this long.
@@ -89,15 +114,19 @@ pub struct RunOptions {
 struct HandlerClients {
     ingest: Clients,
     projector: Clients,
-    recorders: Option<(CallRecorder, CallRecorder)>,
+    consumer: Clients,
+    recorders: Option<[CallRecorder; 3]>,
 }
 
 impl HandlerClients {
     async fn new(target: &Target, opts: &RunOptions, counter: &RequestCounter) -> Self {
-        let recorders = opts
-            .record_calls
-            .as_ref()
-            .map(|_| (CallRecorder::default(), CallRecorder::default()));
+        let recorders = opts.record_calls.as_ref().map(|_| {
+            [
+                CallRecorder::default(),
+                CallRecorder::default(),
+                CallRecorder::default(),
+            ]
+        });
         let observe = |counter: Option<&RequestCounter>, r: Option<&CallRecorder>| {
             let mut all = Vec::new();
             all.extend(counter.cloned().map(shared));
@@ -107,30 +136,46 @@ impl HandlerClients {
         let ingest = target
             .handler_clients(
                 opts.ingest_role.as_deref(),
-                &observe(Some(counter), recorders.as_ref().map(|r| &r.0)),
+                &observe(Some(counter), recorders.as_ref().map(|r| &r[0])),
             )
             .await;
         let projector = target
             .handler_clients(
                 opts.projector_role.as_deref(),
-                &observe(None, recorders.as_ref().map(|r| &r.1)),
+                &observe(None, recorders.as_ref().map(|r| &r[1])),
             )
             .await;
+        let consumer = match &target.deployment.consumer {
+            Some(_) => {
+                target
+                    .handler_clients(
+                        opts.consumer_role.as_deref(),
+                        &observe(None, recorders.as_ref().map(|r| &r[2])),
+                    )
+                    .await
+            }
+            None => target.clients.clone(),
+        };
         HandlerClients {
             ingest,
             projector,
+            consumer,
             recorders,
         }
     }
 
     /// Who each handler's clients act as (`GetCallerIdentity` on those very
     /// credentials) and the calls they made, written to `path`.
-    async fn save_calls(&self, path: &Path) -> Result<()> {
-        let Some((ir, pr)) = &self.recorders else {
+    async fn save_calls(&self, path: &Path, with_consumer: bool) -> Result<()> {
+        let Some([ir, pr, cr]) = &self.recorders else {
             return Ok(());
         };
         let mut out = serde_json::Map::new();
-        for (name, clients, recorder) in [("ingest", &self.ingest, ir), ("projector", &self.projector, pr)] {
+        let mut roles = vec![("ingest", &self.ingest, ir), ("projector", &self.projector, pr)];
+        if with_consumer {
+            roles.push(("consumer", &self.consumer, cr));
+        }
+        for (name, clients, recorder) in roles {
             let who = clients
                 .sts
                 .get_caller_identity()
@@ -251,6 +296,7 @@ struct Totals {
     groups: u64,
     feed: u64,
     stream_failures: u64,
+    consumer: ConsumerSummary,
 }
 
 /// Upload `opts.paths`, follow them through the pipeline, and summarise.
@@ -262,7 +308,7 @@ pub async fn run(target: &Target, opts: &RunOptions) -> Result<RunSummary> {
         let handlers = HandlerClients::new(target, opts, &counter).await;
         let totals = pump(target, opts, &handlers).await?;
         if let Some(path) = &opts.record_calls {
-            handlers.save_calls(path).await?;
+            handlers.save_calls(path, target.deployment.consumer.is_some()).await?;
         }
         totals
     } else {
@@ -281,6 +327,10 @@ pub async fn run(target: &Target, opts: &RunOptions) -> Result<RunSummary> {
         events_projected: totals.applied,
         aggregates_changed: totals.groups,
         feed_messages: totals.feed,
+        consumer: match &d.consumer {
+            Some(c) if target.local || opts.local_handlers => Some(consumer_summary(target, c, totals.consumer).await?),
+            _ => None,
+        },
         aggregates: queries::read_aggregates(&target.clients.dynamodb, &d.names.aggregates_table, None).await?,
         dynamodb_requests: counter.service("DynamoDB"),
         s3_requests: counter.service("S3"),
@@ -289,6 +339,22 @@ pub async fn run(target: &Target, opts: &RunOptions) -> Result<RunSummary> {
         stream_failures: totals.stream_failures,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The consumer's counts with its read model compared to the aggregates.
+async fn consumer_summary(
+    target: &Target,
+    c: &localstack::resources::ConsumerDeployment,
+    mut s: ConsumerSummary,
+) -> Result<ConsumerSummary> {
+    let ddb = &target.clients.dynamodb;
+    let model = feed::DynamoReadModel::new(ddb.clone(), &c.read_model_table);
+    let held = feed::ReadModel::from_iter(model.groups().await?);
+    let want = feed::ReadModel::from_iter(feed::snapshot(ddb, &target.deployment.names.aggregates_table).await?);
+    s.groups = held.len() as u64;
+    s.equals_aggregates = held == want;
+    s.dead_letters = queue_depth(&target.clients.sqs, &c.dlq_url).await?;
+    Ok(s)
 }
 
 async fn dlq_depth(target: &Target, name: &str) -> Result<u64> {
@@ -354,7 +420,21 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
         d.names.aggregates_table.clone(),
         &Registry::builtin(),
     );
-    let feed = Feed::new(pc.sqs.clone(), d.feed_queue_url.clone());
+    let feed = Feed::new(pc.sns.clone(), d.feed_topic_arn.clone());
+    let cc = &handlers.consumer;
+    let mut consumer = match &d.consumer {
+        Some(c) => {
+            let mut poller = SqsPoller::new(cc.sqs.clone(), &c.queue_url, settings.consumer.batch_size).await?;
+            if opts.consumer_role.is_none() {
+                poller.retry_after = Some(Duration::from_secs(1));
+            }
+            Some((
+                poller,
+                feed::DynamoReadModel::new(cc.dynamodb.clone(), &c.read_model_table),
+            ))
+        }
+        None => None,
+    };
     let positions_file = positions_file(target);
     let positions = std::fs::read(&positions_file)
         .ok()
@@ -377,6 +457,7 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
 
     let totals = RefCell::new(Totals::default());
     let ingest_done = std::cell::Cell::new(false);
+    let stream_done = std::cell::Cell::new(false);
     let pb = bar(opts.progress, 0, "{spinner} {elapsed} {msg}");
     pb.enable_steady_tick(Duration::from_millis(200));
     let show = |pb: &ProgressBar, t: &Totals| {
@@ -460,12 +541,45 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
         }
         std::fs::write(&positions_file, serde_json::to_vec(stream.positions())?)
             .with_context(|| format!("saving {}", positions_file.display()))?;
+        stream_done.set(true);
         anyhow::Ok(())
     };
-    let (a, b) = tokio::join!(ingest_loop, stream_loop);
+    // The reference consumer's mapping: its queue, its handler.
+    let consumer_loop = async {
+        let Some((poller, model)) = consumer.as_mut() else {
+            return anyhow::Ok(());
+        };
+        loop {
+            anyhow::ensure!(!timed_out(), "timed out waiting for the consumer's queue to empty");
+            // Only once the projector is done can no more messages come.
+            let projector_finished = stream_done.get();
+            let poll = poller
+                .poll_once(
+                    async |event| {
+                        let (response, report) = feed::handler::handle_batch(model, event).await;
+                        let mut t = totals.borrow_mut();
+                        let c = &mut t.consumer;
+                        c.messages += report.records;
+                        c.writes += report.written;
+                        c.refused += report.stale;
+                        c.superseded += report.superseded;
+                        c.poison += report.poison;
+                        response
+                    },
+                    1,
+                )
+                .await?;
+            if poll.received == 0 && projector_finished && !opts.forever && poller.depth().await? == 0 {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    };
+    let (a, b, c) = tokio::join!(ingest_loop, stream_loop, consumer_loop);
     pb.finish_and_clear();
     a?;
     b?;
+    c?;
     Ok(totals.into_inner())
 }
 

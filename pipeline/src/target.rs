@@ -28,6 +28,12 @@ pub struct TargetArgs {
     /// `terraform output -json` of the deployment (implies --aws).
     #[arg(long, global = true, env = "PIPELINE_OUTPUTS")]
     pub outputs: Option<PathBuf>,
+    /// Run the reference consumer on the local stack: its queue subscribed
+    /// to the feed topic, its read model table, and its handler polled here.
+    /// Once on, it stays on for the state directory (as a deployed module
+    /// would); on a deployment, the Terraform outputs say whether it is there.
+    #[arg(long, global = true)]
+    pub consumer: bool,
 }
 
 /// Where `pipeline up` says it serves, written to its state directory.
@@ -100,7 +106,11 @@ impl Target {
                 sns: Some(up.sns),
             };
             let clients = Clients::build(&conf, &endpoints, &[]);
-            let deployment = resources::resolve(&clients, &Names::local()).await?;
+            let mut names = Names::local();
+            if !resources::consumer_provisioned(&clients, &names).await {
+                names.consumer = None;
+            }
+            let deployment = resources::resolve(&clients, &names).await?;
             return Ok(Target {
                 clients,
                 deployment,
@@ -111,20 +121,32 @@ impl Target {
                 local: true,
             });
         }
-        Self::embedded(&args.state, Ports::default()).await
+        Self::embedded(&args.state, Ports::default(), args.consumer).await
     }
 
-    /// Start the embedded stack on `state` and create its resources.
-    pub async fn embedded(state: &Path, ports: Ports) -> Result<Target> {
+    /// Start the embedded stack on `state` and create its resources (with
+    /// the reference consumer's if `consumer`, or if it was there before).
+    pub async fn embedded(state: &Path, ports: Ports, consumer: bool) -> Result<Target> {
         let stack = LocalStack::start(State::Dir(state.to_path_buf()), ports).await?;
-        Self::on_stack(stack, state).await
+        Self::on_stack(stack, state, consumer).await
     }
 
     /// Use a started stack, creating its resources and notifications.
-    pub async fn on_stack(stack: LocalStack, state: &Path) -> Result<Target> {
+    pub async fn on_stack(stack: LocalStack, state: &Path, consumer: bool) -> Result<Target> {
         let clients = stack.clients();
         let names = Names::local();
-        let deployment = resources::provision(&clients, &names).await?;
+        let existed = resources::consumer_provisioned(&clients, &names).await;
+        let deployment = resources::provision(&clients, &names, consumer || existed).await?;
+        if let (Some(c), false) = (&deployment.consumer, existed) {
+            // A consumer that starts after the pipeline ran: its queue is
+            // subscribed now, so every later change reaches it; the groups
+            // before it come from a snapshot (versions kept, so the two meet
+            // without a gap or a double count).
+            let model = feed::DynamoReadModel::new(clients.dynamodb.clone(), &c.read_model_table);
+            for g in feed::snapshot(&clients.dynamodb, &names.aggregates_table).await? {
+                model.apply(&g).await?;
+            }
+        }
         let s = Settings::get();
         for suffix in &s.upload_suffixes {
             stack.notify(Rule {

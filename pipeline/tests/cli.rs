@@ -185,7 +185,7 @@ fn cli_end_to_end_on_the_data_directory() {
 fn put(state: &Path, key: &str, body: &[u8]) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let target = pipeline::target::Target::embedded(state, Default::default())
+        let target = pipeline::target::Target::embedded(state, Default::default(), false)
             .await
             .unwrap();
         let bucket = target.deployment.names.bucket.clone();
@@ -200,7 +200,7 @@ fn put(state: &Path, key: &str, body: &[u8]) {
 fn damage(state: &Path, victim: &pipeline::queries::AggregateRow) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let target = pipeline::target::Target::embedded(state, Default::default())
+        let target = pipeline::target::Target::embedded(state, Default::default(), false)
             .await
             .unwrap();
         let pk = schema::keys::group_pk(&victim.dataset, &victim.aggregate, &victim.group);

@@ -18,7 +18,7 @@ use schema::Registry;
 #[tokio::test]
 async fn a_failing_message_is_retried_then_dead_lettered_and_the_rest_is_done() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = Target::embedded(tmp.path(), Default::default()).await.unwrap();
+    let t = Target::embedded(tmp.path(), Default::default(), false).await.unwrap();
     let d = &t.deployment;
     let s3 = &t.clients.s3;
     // Two good uploads: the S3 notifications reach the ingest queue.
@@ -93,7 +93,7 @@ async fn a_failing_message_is_retried_then_dead_lettered_and_the_rest_is_done() 
 #[tokio::test]
 async fn stream_records_that_keep_failing_go_to_the_on_failure_queue() {
     let tmp = tempfile::tempdir().unwrap();
-    let t = Target::embedded(tmp.path(), Default::default()).await.unwrap();
+    let t = Target::embedded(tmp.path(), Default::default(), false).await.unwrap();
     let d = &t.deployment;
     // Ten events of a real file, and one event naming a dataset nobody
     // defines in the middle: the projector cannot fold it.
@@ -134,7 +134,7 @@ async fn stream_records_that_keep_failing_go_to_the_on_failure_queue() {
         d.names.aggregates_table.clone(),
         &Registry::builtin(),
     );
-    let feed = projector::feed::Feed::new(t.clients.sqs.clone(), d.feed_queue_url.clone());
+    let feed = projector::feed::Feed::new(t.clients.sns.clone(), d.feed_topic_arn.clone());
     let (mut read, mut invocations, mut given_up) = (0, 0, 0);
     loop {
         let p = stream

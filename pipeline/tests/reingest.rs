@@ -38,7 +38,7 @@ fn status(state: &Path, key: &str) -> serde_json::Value {
 
 /// The manifest of `key`'s content, read through the library on the same state.
 async fn manifest(state: &Path, key: &str) -> schema::items::Manifest {
-    let t = pipeline::target::Target::embedded(state, Default::default())
+    let t = pipeline::target::Target::embedded(state, Default::default(), false)
         .await
         .unwrap();
     let names = &t.deployment.names;
@@ -66,7 +66,7 @@ async fn manifest(state: &Path, key: &str) -> schema::items::Manifest {
 /// Set the status of `key`'s manifest behind the pipeline's back.
 async fn set_status(state: &Path, key: &str, status: &str) {
     let m = manifest(state, key).await;
-    let t = pipeline::target::Target::embedded(state, Default::default())
+    let t = pipeline::target::Target::embedded(state, Default::default(), false)
         .await
         .unwrap();
     t.clients

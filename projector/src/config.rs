@@ -6,8 +6,8 @@
 pub struct Config {
     /// `AGGREGATES_TABLE`: the aggregates table (groups and applied pages).
     pub aggregates_table: String,
-    /// `FEED_QUEUE_URL`: the change feed's SQS queue.
-    pub feed_queue_url: String,
+    /// `FEED_TOPIC_ARN`: the change feed's SNS topic.
+    pub feed_topic_arn: String,
 }
 
 /// A variable that is missing (or empty: an empty name reaches no resource).
@@ -36,7 +36,7 @@ impl Config {
         };
         Ok(Config {
             aggregates_table: required("AGGREGATES_TABLE")?,
-            feed_queue_url: required("FEED_QUEUE_URL")?,
+            feed_topic_arn: required("FEED_TOPIC_ARN")?,
         })
     }
 }
@@ -44,7 +44,7 @@ impl Config {
 /// The environment variables the projector Lambda reads (besides those
 /// Lambda itself sets), for the deployment check: what [`Config::from_env`]
 /// reads, and the log filter.
-pub const ENV_VARS: &[&str] = &["AGGREGATES_TABLE", "FEED_QUEUE_URL", "RUST_LOG"];
+pub const ENV_VARS: &[&str] = &["AGGREGATES_TABLE", "FEED_TOPIC_ARN", "RUST_LOG"];
 
 #[cfg(test)]
 mod tests {
@@ -59,14 +59,14 @@ mod tests {
 
     #[test]
     fn reads_both_variables_and_names_a_missing_one() {
-        let c = Config::from_lookup(env(&[("AGGREGATES_TABLE", "t"), ("FEED_QUEUE_URL", "q")])).unwrap();
-        assert_eq!((c.aggregates_table.as_str(), c.feed_queue_url.as_str()), ("t", "q"));
-        let e = Config::from_lookup(env(&[("FEED_QUEUE_URL", "q")])).unwrap_err();
+        let c = Config::from_lookup(env(&[("AGGREGATES_TABLE", "t"), ("FEED_TOPIC_ARN", "q")])).unwrap();
+        assert_eq!((c.aggregates_table.as_str(), c.feed_topic_arn.as_str()), ("t", "q"));
+        let e = Config::from_lookup(env(&[("FEED_TOPIC_ARN", "q")])).unwrap_err();
         assert_eq!(e.name, "AGGREGATES_TABLE");
         assert!(e.to_string().contains("AGGREGATES_TABLE"), "{e}");
-        let e = Config::from_lookup(env(&[("AGGREGATES_TABLE", "t"), ("FEED_QUEUE_URL", "")])).unwrap_err();
+        let e = Config::from_lookup(env(&[("AGGREGATES_TABLE", "t"), ("FEED_TOPIC_ARN", "")])).unwrap_err();
         assert!(
-            e.to_string().contains("FEED_QUEUE_URL"),
+            e.to_string().contains("FEED_TOPIC_ARN"),
             "an empty value is missing: {e}"
         );
     }

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
         config.aggregates_table,
         &schema::Registry::builtin(),
     );
-    let feed = Feed::new(aws_sdk_sqs::Client::new(&aws), config.feed_queue_url);
+    let feed = Feed::new(aws_sdk_sns::Client::new(&aws), config.feed_topic_arn);
     let (projector, feed) = (&projector, &feed);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         let (response, _) = projector::handler::handle_batch(projector, feed, event.payload).await;

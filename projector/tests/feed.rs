@@ -1,5 +1,6 @@
-//! The change feed on the local stack: the projector's handler sends to the
-//! SQS emulator through the real SDK; a consumer reads it back.
+//! The change feed on the local stack: the projector's handler publishes to
+//! the SNS emulator through the real SDK, the topic delivers to the feed
+//! queue (raw), and a consumer reads it back.
 
 mod common;
 
@@ -33,16 +34,22 @@ async fn setup(keys: &[&str]) -> Setup {
     let queue_url = resources::ensure_queue_with_dlq(&sqs, &env.names.feed_queue, &env.names.feed_dlq, 5)
         .await
         .unwrap();
+    let sns = env.stack.clients().sns;
+    let topic = resources::ensure_topic(&sns, &env.names.feed_topic).await.unwrap();
+    let queue_arn = localstack::queues::queue_arn(&sqs, &queue_url).await.unwrap();
+    resources::ensure_subscription(&sns, &topic, &queue_arn, None)
+        .await
+        .unwrap();
     let fail = FailSends::default();
-    let failing_sqs = env.stack.clients_with(&[shared(fail.clone())]).sqs;
+    let failing_sns = env.stack.clients_with(&[shared(fail.clone())]).sns;
     Setup {
         projector: Projector::new(
             env.stack.clients().dynamodb,
             env.names.aggregates_table.clone(),
             &Registry::builtin(),
         ),
-        feed: Feed::new(sqs, queue_url.clone()),
-        failing_feed: Feed::new(failing_sqs, queue_url.clone()),
+        feed: Feed::new(sns, topic.clone()),
+        failing_feed: Feed::new(failing_sns, topic),
         fail,
         queue_url,
         env,

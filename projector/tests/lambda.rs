@@ -30,7 +30,7 @@ struct Target {
 async fn target() -> Target {
     let stack = LocalStack::start(State::Memory, Ports::default()).await.unwrap();
     let clients = stack.clients();
-    let deployment = resources::provision(&clients, &Names::local()).await.unwrap();
+    let deployment = resources::provision(&clients, &Names::local(), false).await.unwrap();
     Target {
         stack,
         clients,
@@ -102,7 +102,7 @@ async fn ingested() -> (Target, Vec<EventRecord>) {
 /// credentials, and where the emulators are (the only local addition).
 fn environment(target: &Target) -> BTreeMap<String, String> {
     let d = &target.deployment;
-    let mut env = Settings::get().projector_environment(&d.names, &d.feed_queue_url);
+    let mut env = Settings::get().projector_environment(&d.names, &d.feed_topic_arn);
     env.extend(stack_environment(&target.stack));
     env
 }
@@ -242,7 +242,7 @@ async fn a_record_it_cannot_project_is_the_batch_item_failure() {
 async fn a_missing_variable_stops_the_function_before_its_first_event() {
     let target = target().await;
     let mut env = environment(&target);
-    env.remove("FEED_QUEUE_URL");
+    env.remove("FEED_TOPIC_ARN");
     let mut f = Function::start(Path::new(BINARY), "csv-pipeline-projector", &env)
         .await
         .unwrap();
@@ -251,5 +251,5 @@ async fn a_missing_variable_stops_the_function_before_its_first_event() {
     let status = f.exit(Duration::from_secs(10)).await.expect("the function exits");
     assert!(!status.success(), "{status}");
     assert_eq!(f.api.next_calls(), 0, "it asked for an event");
-    assert!(f.output().contains("FEED_QUEUE_URL"), "{}", f.output());
+    assert!(f.output().contains("FEED_TOPIC_ARN"), "{}", f.output());
 }

@@ -46,8 +46,9 @@ import botocore.session
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-# The functions, each with its role (outputs `<fn>_role_arn`) and its crate.
-FUNCTIONS = ["ingest", "projector"]
+# The functions, each with its role (outputs `<fn>_role_arn`) and its crate
+# (the reference consumer is an optional module; the check deploys it).
+FUNCTIONS = ["ingest", "projector", "consumer"]
 failures = []
 
 
@@ -504,6 +505,9 @@ SQS_BATCH = {
     "DeleteMessageBatch": "sqs:DeleteMessage",
     "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
 }
+# SNS's PublishBatch is authorized as sns:Publish (Amazon SNS API Reference,
+# PublishBatch: "requires the same permissions as Publish").
+SNS_BATCH = {"PublishBatch": "sns:Publish"}
 # A DynamoDB transaction is authorized per item, as the item's own operation
 # on the item's table (DynamoDB Developer Guide, "Using IAM with DynamoDB
 # transactions"); there is no dynamodb:TransactWriteItems action.
@@ -552,6 +556,9 @@ def call_actions(prefix, op, params):
     if prefix == "sqs":
         target = ("queue", params["QueueUrl"]) if params.get("QueueUrl") else None
         return [(SQS_BATCH.get(op, f"sqs:{op}"), target)]
+    if prefix == "sns":
+        arn = params.get("TopicArn") or params.get("TargetArn")
+        return [(SNS_BATCH.get(op, f"sns:{op}"), ("topic", arn) if arn else None)]
     if prefix == "dynamodb":
         if op in ("TransactWriteItems", "TransactGetItems"):
             parts = params.get("TransactItems")
@@ -621,6 +628,8 @@ def target_arn(target, where):
         raise Unmapped(f"GetRecords: the stream is not named, and the role's GetShardIterator calls name {list(where.streams)}")
     if kind == "queue":
         return queue_arn(target[1], where)
+    if kind == "topic":
+        return target[1]
     if kind == "bucket":
         return f"arn:{p}:s3:::{target[1]}"
     if kind == "object":
@@ -836,24 +845,84 @@ def sdk_operations(crate, versions):
     return ops
 
 
-def crate_sdk_deps(crate_dir, members):
-    """The aws-sdk-* crates a crate depends on (normal dependencies), and its
-    workspace member dependencies (scanned too: their code runs in the
-    Lambda)."""
-    manifest = tomllib.loads((crate_dir / "Cargo.toml").read_text())
+def crate_manifest(crate_dir):
+    return tomllib.loads((crate_dir / "Cargo.toml").read_text())
+
+
+def expand_features(manifest, wanted):
+    """The features `wanted` turn on in a crate, transitively, with the
+    optional dependencies they enable as "dep:NAME"."""
+    table = manifest.get("features", {})
+    out, todo = set(), list(wanted)
+    while todo:
+        f = todo.pop()
+        if f in out:
+            continue
+        out.add(f)
+        for g in table.get(f, []):
+            if g.startswith("dep:"):
+                out.add(g)
+            elif "/" in g:
+                dep = g.split("/")[0].rstrip("?")
+                if not g.split("/")[0].endswith("?"):
+                    out.add(f"dep:{dep}")
+            else:
+                todo.append(g)
+    return out
+
+
+def crate_sdk_deps(crate_dir, members, features=None):
+    """The aws-sdk-* crates a crate depends on (normal dependencies; an
+    optional one only when `features` enable it), and its workspace member
+    dependencies (scanned too: their code runs in the Lambda) as (name,
+    features asked for, whether default features are on)."""
+    manifest = crate_manifest(crate_dir)
+    if features is None:
+        features = expand_features(manifest, ["default"])
     deps = dict(manifest.get("dependencies", {}))
     for target in manifest.get("target", {}).values():
         deps.update(target.get("dependencies", {}))
+
+    def enabled(name, spec):
+        return not (isinstance(spec, dict) and spec.get("optional")) or f"dep:{name}" in features or name in features
+
+    deps = {d: spec for d, spec in deps.items() if enabled(d, spec)}
     sdks = sorted(d for d in deps if d.startswith("aws-sdk-"))
-    local = sorted(d for d in deps if d in members)
+    workspace = tomllib.loads((crate_dir.parent / "Cargo.toml").read_text()).get("workspace", {}).get("dependencies", {})
+    local = []
+    for d in sorted(x for x in deps if x in members):
+        spec = deps[d] if isinstance(deps[d], dict) else {}
+        base = workspace.get(d, {}) if spec.get("workspace") else {}
+        base = base if isinstance(base, dict) else {}
+        asked = list(base.get("features", [])) + list(spec.get("features", []))
+        default = base.get("default-features", True) and spec.get("default-features", True)
+        local.append((d, asked, default))
     return sdks, local
+
+
+_GATED_MOD = re.compile(r'#\[cfg\(feature\s*=\s*"([\w-]+)"\)\]\s*(?:pub(?:\s*\([^)]*\))?\s+)?mod\s+(\w+)\s*;')
+
+
+def gated_out(src_dir, features):
+    """The files of top-level modules a crate compiles only under a feature
+    that is off (`#[cfg(feature = "x")] mod m;` in lib.rs or main.rs)."""
+    out = set()
+    for root_file in ("lib.rs", "main.rs"):
+        path = src_dir / root_file
+        if not path.exists():
+            continue
+        for feature, module in _GATED_MOD.findall(path.read_text()):
+            if feature not in features:
+                out.add(src_dir / f"{module}.rs")
+                out |= set((src_dir / module).rglob("*.rs"))
+    return out
 
 
 _CALL = re.compile(r"\.\s*([a-z][a-z0-9_]*)\s*\(\s*\)")
 _LINE_COMMENT = re.compile(r"^[ \t]*//[^\n]*", re.MULTILINE)  # whole-line comments, docs included
 
 
-def scan_source(src_dir, ops, root, versioned_uploads=False):
+def scan_source(src_dir, ops, root, versioned_uploads=False, skip=frozenset()):
     """[(where, Service, Operation, params)] for each SDK operation call in
     the crate's source: `.op_name()` where op_name is an operation of an SDK
     the crate depends on. The builder chain up to `.send()` tells what the
@@ -861,6 +930,8 @@ def scan_source(src_dir, ops, root, versioned_uploads=False):
     items (from the file's Put/Update/Delete/ConditionCheck builders)."""
     found = []
     for path in sorted(src_dir.rglob("*.rs")):
+        if path in skip:
+            continue
         text = _LINE_COMMENT.sub("", path.read_text())
         for m in _CALL.finditer(text):
             name = m.group(1)
@@ -899,24 +970,33 @@ def scan_source(src_dir, ops, root, versioned_uploads=False):
 
 
 def static_calls(fn, root=ROOT, versioned_uploads=False):
-    """The SDK calls of fn's crate and the workspace crates it depends on."""
+    """The SDK calls of fn's crate and the workspace crates it depends on,
+    each with the features the Lambda's build turns on in it (the union over
+    its dependents, as Cargo unifies them): a module or an optional SDK
+    behind a feature that is off is not in the binary."""
     versions = cargo_lock_versions(root)
     members = set(tomllib.loads((root / "Cargo.toml").read_text())["workspace"]["members"])
-    calls, seen, todo = [], set(), [fn]
+    features = {fn: expand_features(crate_manifest(root / fn), ["default"])}
+    todo = [fn]
     while todo:
         crate = todo.pop()
-        if crate in seen:
-            continue
-        seen.add(crate)
-        sdks, local = crate_sdk_deps(root / crate, members)
-        todo += local
+        _, local = crate_sdk_deps(root / crate, members, features[crate])
+        for dep, asked, default in local:
+            want = expand_features(crate_manifest(root / dep), asked + (["default"] if default else []))
+            if not want <= features.get(dep, set()) or dep not in features:
+                features[dep] = features.get(dep, set()) | want
+                todo.append(dep)
+    calls = []
+    for crate in sorted(features):
+        sdks, _ = crate_sdk_deps(root / crate, members, features[crate])
+        skip = gated_out(root / crate / "src", features[crate])
         ops = {}
         for sdk in sdks:
             if sdk not in versions:
                 raise Unmapped(f"{sdk} is not in Cargo.lock")
             for snake, svc_op in sdk_operations(sdk, versions[sdk]).items():
                 ops.setdefault(snake, []).append(svc_op)
-        calls += scan_source(root / crate / "src", ops, root, versioned_uploads)
+        calls += scan_source(root / crate / "src", ops, root, versioned_uploads, skip)
     return calls
 
 
@@ -983,7 +1063,14 @@ def describe_deployment(endpoint, out):
             fail(f"queue {url} uses a KMS key, whose grants the check does not derive")
         if attrs.get("Policy"):
             dep["resource_policies"][attrs["QueueArn"]] = (f"queue policy of {url.split('/')[-1]}", policy_json(attrs["Policy"]))
-    for table in [out["events_table_name"], out["aggregates_table_name"]]:
+    # The feed topic's policy (it delegates to the account's IAM).
+    topic = out["feed_topic_arn"]
+    doc = client("sns", endpoint).get_topic_attributes(TopicArn=topic)["Attributes"].get("Policy")
+    if doc:
+        dep["resource_policies"][topic] = (f"topic policy of {topic.split(':')[-1]}", policy_json(doc))
+    tables = [out["events_table_name"], out["aggregates_table_name"]]
+    tables += [out["read_model_table_name"]] if out.get("read_model_table_name") else []
+    for table in tables:
         t = ddb.describe_table(TableName=table)["Table"]
         for arn in [t["TableArn"]] + ([t["LatestStreamArn"]] if t.get("LatestStreamArn") else []):
             try:
@@ -1228,10 +1315,12 @@ def denied_as(error, action):
     # AWS answers a JSON-protocol denial as AccessDeniedException; moto
     # sends its XML AccessDenied body, which botocore reports as code "403"
     # with the XML as the message. Either way: denied, by IAM, for this action.
-    denied = error["Code"] in ("AccessDenied", "AccessDeniedException") or (
+    # SNS (a query-protocol service) denies with AuthorizationError, naming
+    # the action as SNS:Subscribe: the action's case is not significant.
+    denied = error["Code"] in ("AccessDenied", "AccessDeniedException", "AuthorizationError") or (
         error["Code"] == "403" and "<Code>AccessDenied</Code>" in message)
     # S3's XML denial is "Access Denied", without the action.
-    names_action = f"not authorized to perform: {action}" in message or (
+    names_action = f"not authorized to perform: {action}".lower() in message.lower() or (
         action.startswith("s3:") and message == "Access Denied")
     return denied and names_action
 
@@ -1243,9 +1332,13 @@ def check_denied(endpoint, out):
     a missing resource."""
     ingest = assumed(endpoint, out["ingest_role_arn"])
     projector = assumed(endpoint, out["projector_role_arn"])
+    consumer = assumed(endpoint, out["consumer_role_arn"])
     operator_sqs = client("sqs", endpoint)
     ingest_q = operator_sqs.get_queue_url(QueueName=out["ingest_queue_name"])["QueueUrl"]
     feed_q = operator_sqs.get_queue_url(QueueName=out["feed_queue_name"])["QueueUrl"]
+    failures_q = operator_sqs.get_queue_url(QueueName=out["projector_failures_queue_name"])["QueueUrl"]
+    consumer_q = operator_sqs.get_queue_url(QueueName=out["consumer_queue_name"])["QueueUrl"]
+    topic, read_model = out["feed_topic_arn"], out["read_model_table_name"]
     events, aggregates, bucket = out["events_table_name"], out["aggregates_table_name"], out["bucket_name"]
     # An object that exists (S3 answers AccessDenied for a missing key too,
     # to a caller who may not list); not .csv, so it is not ingested. The
@@ -1262,6 +1355,9 @@ def check_denied(endpoint, out):
         ("projector", "s3"): client("s3", endpoint, **projector),
         ("projector", "dynamodb"): client("dynamodb", endpoint, **projector),
         ("projector", "sqs"): client("sqs", endpoint, **projector),
+        ("projector", "sns"): client("sns", endpoint, **projector),
+        ("consumer", "dynamodb"): client("dynamodb", endpoint, **consumer),
+        ("consumer", "sqs"): client("sqs", endpoint, **consumer),
     }
     # (role, service, control: (what, call), denied: [(what, action, call)])
     groups = [
@@ -1287,14 +1383,37 @@ def check_denied(endpoint, out):
           lambda cl: cl.batch_get_item(RequestItems={aggregates: {"Keys": [{"pk": {"S": "denied-check"}}]}})),
          [("PutItem on the events table", "dynamodb:PutItem",
            lambda cl: cl.put_item(TableName=events, Item={"pk": {"S": "denied-check"}, "sk": {"N": "0"}}))]),
-        # The control sends one message to the feed. The run and its checks
-        # are over by now (check_runs read the run's results before; nothing
-        # after counts the feed's messages), and the body says what it is.
+        # The controls publish one message to the feed and describe one
+        # failure. The run and its checks are over by now (check_runs read
+        # the run's results before; nothing after counts the feed's or the
+        # failures' messages), and each body says what it is.
+        ("projector", "sns",
+         ("Publish to the feed topic",
+          lambda cl: cl.publish(TopicArn=topic, Message='{"denied-check": "control"}')),
+         [("Subscribe a queue to the feed topic", "sns:Subscribe",
+           lambda cl: cl.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=out["ingest_queue_name"]))]),
         ("projector", "sqs",
-         ("SendMessage to the feed queue",
-          lambda cl: cl.send_message(QueueUrl=feed_q, MessageBody='{"denied-check": "control"}')),
-         [("SendMessage to the ingest queue", "sqs:SendMessage",
+         ("SendMessage to the on-failure queue",
+          lambda cl: cl.send_message(QueueUrl=failures_q, MessageBody='{"denied-check": "control"}')),
+         [("SendMessage to the feed queue (the topic delivers there, not the projector)", "sqs:SendMessage",
+           lambda cl: cl.send_message(QueueUrl=feed_q, MessageBody='{"denied-check": true}')),
+          ("SendMessage to the ingest queue", "sqs:SendMessage",
            lambda cl: cl.send_message(QueueUrl=ingest_q, MessageBody='{"denied-check": true}'))]),
+        # A conditional put that the condition refuses: authorized, writes nothing.
+        ("consumer", "dynamodb",
+         ("a PutItem on the read model that its condition refuses",
+          lambda cl: expect_condition_failed(lambda: cl.put_item(
+              TableName=read_model, Item={"pk": {"S": "denied-check"}},
+              ConditionExpression="attribute_exists(pk)"))),
+         [("PutItem on the aggregates table", "dynamodb:PutItem",
+           lambda cl: cl.put_item(TableName=aggregates, Item={"pk": {"S": "denied-check"}})),
+          ("Scan of the aggregates table", "dynamodb:Scan",
+           lambda cl: cl.scan(TableName=aggregates, Limit=1))]),
+        ("consumer", "sqs",
+         ("GetQueueAttributes of its queue",
+          lambda cl: cl.get_queue_attributes(QueueUrl=consumer_q, AttributeNames=["ApproximateNumberOfMessages"])),
+         [("ReceiveMessage from the feed queue", "sqs:ReceiveMessage",
+           lambda cl: cl.receive_message(QueueUrl=feed_q, WaitTimeSeconds=0))]),
         # The projector may make no S3 call at all, so its S3 client has no
         # allowed call to make. Its control is twofold instead: the same
         # request (GetObject of this object's version) succeeds for the ingest
@@ -1339,6 +1458,18 @@ def check_denied(endpoint, out):
                     fail(f"the {role} role is denied {what}, but its control failed: the denial proves nothing")
 
 
+def expect_condition_failed(call):
+    """Run a conditional write whose condition is false: IAM allowed it if
+    DynamoDB answers ConditionalCheckFailedException."""
+    try:
+        call()
+    except botocore.exceptions.ClientError as e:
+        if e.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return
+        raise
+    raise AssertionError("the condition held: an item was written")
+
+
 def canonical(value):
     return json.dumps(value, sort_keys=True)
 
@@ -1372,17 +1503,37 @@ def describe_queues(sqs, names):
     return out
 
 
+def describe_subscriptions(sns, topic_arn):
+    """The topic's subscriptions by queue name: raw delivery and filter."""
+    out = {}
+    for sub in sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]:
+        a = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]
+        out[sub["Endpoint"].split(":")[-1]] = {
+            "protocol": sub["Protocol"],
+            "raw": a.get("RawMessageDelivery", "false").lower() == "true",
+            "filter": json.loads(a["FilterPolicy"]) if a.get("FilterPolicy") else None,
+            "dead_letters_to": (json.loads(a["RedrivePolicy"])["deadLetterTargetArn"].split(":")[-1]
+                                if a.get("RedrivePolicy") else None),
+        }
+    return out
+
+
 def check_same_resources(endpoint, out, contract, up):
     """Describe the deployment and a `pipeline up` stack the same way."""
-    tables = {"events": out["events_table_name"], "aggregates": out["aggregates_table_name"]}
+    tables = {"events": out["events_table_name"], "aggregates": out["aggregates_table_name"],
+              "read-model": out["read_model_table_name"]}
     queues = {"ingest": out["ingest_queue_name"], "ingest-dlq": out["ingest_dlq_name"], "feed": out["feed_queue_name"],
-              "feed-dlq": out["feed_dlq_name"], "projector-failures": out["projector_failures_queue_name"]}
+              "feed-dlq": out["feed_dlq_name"], "projector-failures": out["projector_failures_queue_name"],
+              "consumer": out["consumer_queue_name"], "consumer-dlq": out["consumer_dlq_name"]}
     local = dict(aws_access_key_id="local", aws_secret_access_key="localsecret")
     a_tables = describe_tables(client("dynamodb", endpoint), tables)
     l_tables = describe_tables(boto3.client("dynamodb", endpoint_url=up["dynamodb"], region_name=REGION, **local), tables)
     a_queues = describe_queues(client("sqs", endpoint), queues)
     l_queues = describe_queues(boto3.client("sqs", endpoint_url=up["sqs"], region_name=REGION, **local), queues)
-    for kind, a, l in [("table", a_tables, l_tables), ("queue", a_queues, l_queues)]:
+    a_subs = describe_subscriptions(client("sns", endpoint), out["feed_topic_arn"])
+    local_topic = out["feed_topic_arn"].replace(out["feed_topic_arn"].split(":")[4], "000000000000")
+    l_subs = describe_subscriptions(boto3.client("sns", endpoint_url=up["sns"], region_name=REGION, **local), local_topic)
+    for kind, a, l in [("table", a_tables, l_tables), ("queue", a_queues, l_queues), ("subscription", a_subs, l_subs)]:
         for role in a:
             if a[role] != l[role]:
                 fail(f"{kind} {role}: deployed {a[role]} != local {l[role]}")
@@ -1423,7 +1574,7 @@ def check_same_resources(endpoint, out, contract, up):
             "maximum_batching_window_in_seconds": m.get("MaximumBatchingWindowInSeconds", 0),
             "function_response_types": m.get("FunctionResponseTypes"),
         }
-        if fn == "ingest":
+        if fn in ("ingest", "consumer"):
             got["maximum_concurrency"] = m.get("ScalingConfig", {}).get("MaximumConcurrency")
         else:
             got.update({
@@ -1465,6 +1616,16 @@ def check_runs(aws_run, local_run):
         ok(f"{len(aa)} aggregate groups: equal on the deployment and the local stack")
     if aws_run["ingest_dead_letters"] or aws_run["stream_failures"]:
         fail("the run on the deployment dead-lettered something")
+    # The reference consumer: its read model equals the aggregates on both.
+    for where, run in (("deployment", aws_run), ("local stack", local_run)):
+        c = run.get("consumer")
+        if not c:
+            fail(f"the run on the {where} has no reference consumer summary")
+        elif not c["equals_aggregates"] or c["dead_letters"] or c["poison"]:
+            fail(f"the reference consumer on the {where}: {c}")
+        else:
+            ok(f"the reference consumer on the {where}: {c['messages']} messages, {c['writes']} writes, "
+               f"{c['refused']} refused conditions; its {c['groups']} groups equal the aggregates")
 
 
 def leftovers(endpoint):

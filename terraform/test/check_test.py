@@ -22,7 +22,9 @@ SESSION = {fn: f"arn:aws:sts::{A}:assumed-role/{P}-{fn}/run" for fn in check.FUN
 BUCKET = f"{P}-uploads-{A}"
 EVENTS, AGGREGATES = f"arn:aws:dynamodb:{R}:{A}:table/{P}-events", f"arn:aws:dynamodb:{R}:{A}:table/{P}-aggregates"
 STREAM = f"{EVENTS}/stream/2025-01-01T00:00:00.000"
-Q = {name: f"arn:aws:sqs:{R}:{A}:{P}-{name}" for name in ["ingest", "feed", "projector-failures"]}
+Q = {name: f"arn:aws:sqs:{R}:{A}:{P}-{name}" for name in ["ingest", "feed", "projector-failures", "consumer"]}
+TOPIC = f"arn:aws:sns:{R}:{A}:{P}-feed"
+READ_MODEL = f"arn:aws:dynamodb:{R}:{A}:table/{P}-read-model"
 URL = {name: f"https://sqs.{R}.amazonaws.com/{A}/{P}-{name}" for name in Q}
 LOGS = {fn: f"arn:aws:logs:{R}:{A}:log-group:/aws/lambda/{P}-{fn}" for fn in check.FUNCTIONS}
 
@@ -245,6 +247,9 @@ def test_mapping():
     assert mapped("SQS", "ReceiveMessage", QueueUrl=URL["ingest"]) == [("sqs:ReceiveMessage", Q["ingest"])]
     assert mapped("SQS", "GetQueueAttributes", QueueUrl=f"https://sqs.eu-west-1.amazonaws.com/{A}/q") == [
         ("sqs:GetQueueAttributes", f"arn:aws:sqs:eu-west-1:{A}:q")]
+    assert mapped("SNS", "PublishBatch", TopicArn=TOPIC) == [("sns:Publish", TOPIC)]
+    assert mapped("SNS", "Publish", TopicArn=TOPIC) == [("sns:Publish", TOPIC)]
+    assert mapped("SNS", "Subscribe", TopicArn=TOPIC) == [("sns:Subscribe", TOPIC)]
     assert mapped("STS", "GetCallerIdentity") == []
     assert "operation" in unmapped("SQS", "Frobnicate", QueueUrl=URL["feed"])
     assert "service" in unmapped("Nope", "GetThing")
@@ -329,6 +334,39 @@ fn a(s3: &Client) {
     assert reads == ["{'query': ['versionId']}"], reads
 
 
+def test_scan_features():
+    """A kit crate with an optional SDK and a module behind a feature: the
+    Lambda crate that turns the feature off scans neither."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root, cargo = fake_workspace(pathlib.Path(tmp), "fn a(c: &Client) { c.put_item().send(); }\n")
+        write(root / "Cargo.toml", '[workspace]\nmembers = ["ingest", "common", "kit", "lam"]\n'
+              '[workspace.dependencies]\nkit = { path = "kit", default-features = false }\n')
+        write(root / "kit" / "Cargo.toml", '[package]\nname = "kit"\n[features]\ndefault = ["loop"]\nloop = ["dep:aws-sdk-sqs"]\n'
+              '[dependencies]\naws-sdk-dynamodb = "1"\naws-sdk-sqs = { version = "1", optional = true }\n')
+        write(root / "kit" / "src" / "lib.rs", '#[cfg(feature = "loop")]\npub mod looping;\npub mod store;\n')
+        write(root / "kit" / "src" / "store.rs", "fn s(c: &Client) { c.put_item().send(); }\n")
+        write(root / "kit" / "src" / "looping.rs", "fn l(c: &Client) { c.send_message().send(); c.query().send(); }\n")
+        write(root / "lam" / "Cargo.toml", '[package]\nname = "lam"\n[dependencies]\nkit = { workspace = true }\n')
+        write(root / "lam" / "src" / "main.rs", "fn main() {}\n")
+        write(root / "full" / "Cargo.toml", '[package]\nname = "full"\n[dependencies]\nkit = { workspace = true, features = ["loop"] }\n')
+        write(root / "full" / "src" / "main.rs", "fn main() {}\n")
+        saved = check.os.environ.get("CARGO_HOME")
+        check.os.environ["CARGO_HOME"] = str(cargo)
+        try:
+            lean = sorted({op for _, _, op, _ in check.static_calls("lam", root)})
+            write(root / "Cargo.toml", '[workspace]\nmembers = ["ingest", "common", "kit", "lam", "full"]\n'
+                  '[workspace.dependencies]\nkit = { path = "kit", default-features = false }\n')
+            (root / "Cargo.lock").write_text((root / "Cargo.lock").read_text() + '[[package]]\nname = "full"\nversion = "0.1.0"\n')
+            full = sorted({op for _, _, op, _ in check.static_calls("full", root)})
+        finally:
+            if saved is None:
+                del check.os.environ["CARGO_HOME"]
+            else:
+                check.os.environ["CARGO_HOME"] = saved
+    assert lean == ["PutItem"], lean
+    assert full == ["PutItem", "Query", "SendMessage"], full
+
+
 # ---------------------------------------------------- the platform calls
 
 
@@ -337,6 +375,8 @@ PLATFORM = {
                "log_group": f"/aws/lambda/{P}-ingest", "tracing": "Active"},
     "projector": {"mappings": [{"EventSourceArn": STREAM, "OnFailure": Q["projector-failures"]}],
                   "log_group": f"/aws/lambda/{P}-projector", "tracing": "Active"},
+    "consumer": {"mappings": [{"EventSourceArn": Q["consumer"], "OnFailure": None}],
+                 "log_group": f"/aws/lambda/{P}-consumer", "tracing": "Active"},
 }
 
 
@@ -374,11 +414,21 @@ POLICIES = {
         {"Sid": "WriteAggregates", "Effect": "Allow", "Action": ["dynamodb:PutItem", "dynamodb:BatchGetItem"], "Resource": AGGREGATES},
         {"Sid": "ReadEventsStream", "Effect": "Allow", "Action": ["dynamodb:GetShardIterator", "dynamodb:GetRecords", "dynamodb:DescribeStream"], "Resource": STREAM},
         {"Sid": "ListStreams", "Effect": "Allow", "Action": "dynamodb:ListStreams", "Resource": "*"},
-        {"Sid": "Feed", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": [Q["feed"], Q["projector-failures"]]},
+        {"Sid": "Feed", "Effect": "Allow", "Action": "sns:Publish", "Resource": TOPIC},
+        {"Sid": "OnFailure", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": Q["projector-failures"]},
         {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:PutLogEvents", "logs:CreateLogStream"], "Resource": LOGS["projector"] + ":*"},
         {"Sid": "Traces", "Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"},
     ),
+    "consumer": doc(
+        {"Sid": "WriteReadModel", "Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": READ_MODEL},
+        {"Sid": "ConsumeQueue", "Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], "Resource": Q["consumer"]},
+        {"Sid": "Logs", "Effect": "Allow", "Action": ["logs:PutLogEvents", "logs:CreateLogStream"], "Resource": LOGS["consumer"] + ":*"},
+        {"Sid": "Traces", "Effect": "Allow", "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"},
+    ),
 }
+# terraform/sns.tf's topic policy: it delegates to the account's IAM.
+TOPIC_POLICY = doc({"Sid": "AccountIam", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A}:root"},
+                    "Action": ["sns:Publish", "sns:Subscribe", "sns:GetTopicAttributes"], "Resource": TOPIC})
 QUEUE_POLICY = doc({"Sid": "S3Notifications", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
                     "Action": "sqs:SendMessage", "Resource": Q["ingest"],
                     "Condition": {"ArnEquals": {"aws:SourceArn": f"arn:aws:s3:::{BUCKET}"},
@@ -391,7 +441,8 @@ def deployment(policies=POLICIES):
         "roles": {fn: {"arn": ROLE[fn], "name": f"{P}-{fn}", "policies": [(f"{P}-{fn}/{fn}", copy.deepcopy(policies[fn]))]}
                   for fn in check.FUNCTIONS},
         "resource_policies": {f"arn:aws:s3:::{BUCKET}": ("bucket policy", doc(TLS_DENY)),
-                              Q["ingest"]: ("queue policy of ingest", QUEUE_POLICY)},
+                              Q["ingest"]: ("queue policy of ingest", QUEUE_POLICY),
+                              TOPIC: ("topic policy of feed", TOPIC_POLICY)},
         "platform": copy.deepcopy(PLATFORM),
         "uploads_versioned": True,
     }
@@ -419,10 +470,17 @@ CALLS = {
         call("STS", "GetCallerIdentity"),
         call("DynamoDB", "BatchGetItem", RequestItems=[f"{P}-aggregates"]),
         call("DynamoDB", "TransactWriteItems", TransactItems=[["Put", f"{P}-aggregates"]]),
-        call("SQS", "SendMessageBatch", QueueUrl=URL["feed"]),
+        call("SNS", "PublishBatch", TopicArn=TOPIC),
         call("DynamoDB Streams", "DescribeStream", StreamArn=STREAM),
         call("DynamoDB Streams", "GetShardIterator", StreamArn=STREAM),
         call("DynamoDB Streams", "GetRecords"),
+    ]},
+    "consumer": {"identity": SESSION["consumer"], "calls": [
+        call("STS", "GetCallerIdentity"),
+        call("DynamoDB", "PutItem", TableName=f"{P}-read-model"),
+        call("SQS", "ReceiveMessage", QueueUrl=URL["consumer"]),
+        call("SQS", "DeleteMessageBatch", QueueUrl=URL["consumer"]),
+        call("SQS", "GetQueueAttributes", QueueUrl=URL["consumer"]),
     ]},
 }
 
@@ -476,9 +534,16 @@ def test_check_iam_finds():
     assert any("'*' resource for dynamodb:Query" in f for f in found), found
     # a Deny in the role policy, and a resource policy's Deny, are applied
     pol = copy.deepcopy(POLICIES)
-    pol["projector"]["Statement"].append({"Effect": "Deny", "Action": "sqs:SendMessage", "Resource": Q["feed"]})
+    pol["projector"]["Statement"].append({"Effect": "Deny", "Action": "sns:Publish", "Resource": TOPIC})
     found = run_check_iam(deployment(pol), CALLS)
-    assert any(f"sqs:SendMessage on {Q['feed']}" in f and "explicitly denied" in f for f in found), found
+    assert any(f"sns:Publish on {TOPIC}" in f and "explicitly denied" in f for f in found), found
+    # SNS's default topic policy allows every principal of the account
+    # (Principal "*"): a publish it allows is not the role's own grant.
+    dep = deployment()
+    dep["resource_policies"][TOPIC] = ("default topic policy", doc({
+        "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "SNS:Publish", "Resource": TOPIC}))
+    found = run_check_iam(dep, CALLS)
+    assert any("sns:Publish" in f and "resource policy" in f for f in found), found
     dep = deployment()
     dep["resource_policies"][f"arn:aws:s3:::{BUCKET}"] = ("bucket policy", doc(dict(TLS_DENY, Condition={"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}})))
     found = run_check_iam(dep, CALLS)

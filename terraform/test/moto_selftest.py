@@ -227,6 +227,51 @@ def test_stream_reads(aws):
     check("a role granted the stream reads on another stream is denied", got == "denied", got)
 
 
+def test_feed_topic(aws):
+    """Fix 13: PublishBatch is judged as sns:Publish on the topic's ARN; and
+    what the feed relies on from moto: raw delivery keeps the message
+    attributes, a filter policy on them chooses the subscriber."""
+    sns, sqs = aws("sns"), aws("sqs")
+    topic = sns.create_topic(Name="selftest-feed")["TopicArn"]
+    queues = {}
+    for name, policy in [("selftest-all", None), ("selftest-changes", {"type": ["aggregate.changed"]})]:
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attrs = {"RawMessageDelivery": "true"}
+        if policy:
+            attrs["FilterPolicy"] = json.dumps(policy)
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes=attrs)
+        queues[name] = url
+    entries = [{"Id": str(i), "Message": json.dumps({"n": i}),
+                "MessageAttributes": {"type": {"DataType": "String", "StringValue": t}}}
+               for i, t in enumerate(["aggregate.changed", "file.completed"])]
+
+    def publish(client):
+        try:
+            out = client.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
+            return f"published {len(out['Successful'])}"
+        except botocore.exceptions.ClientError as e:
+            code = e.response["Error"]["Code"]
+            return "denied" if code in ("AccessDenied", "AccessDeniedException", "AuthorizationError", "403") else f"error {code}"
+
+    publisher = role(aws, "feed-publisher", [{"Effect": "Allow", "Action": "sns:Publish", "Resource": topic}])
+    got = publish(publisher("sns"))
+    check("a role granted sns:Publish on the topic may PublishBatch to it", got == "published 2", got)
+    elsewhere = role(aws, "other-publisher", [{"Effect": "Allow", "Action": "sns:Publish",
+                                               "Resource": topic.replace("selftest-feed", "other")}])
+    got = publish(elsewhere("sns"))
+    check("a role granted sns:Publish on another topic is denied", got == "denied", got)
+    everything = sqs.receive_message(QueueUrl=queues["selftest-all"], MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                     MessageAttributeNames=["All"]).get("Messages", [])
+    bodies = sorted(m["Body"] for m in everything)
+    check("raw delivery: the bodies as published", bodies == ['{"n": 0}', '{"n": 1}'], str(bodies))
+    types = sorted(m.get("MessageAttributes", {}).get("type", {}).get("StringValue", "") for m in everything)
+    check("raw delivery: the attributes as SQS message attributes", types == ["aggregate.changed", "file.completed"],
+          str(types))
+    filtered = messages(sqs, queues["selftest-changes"])
+    check("the filter policy admits only its type", filtered == [{"n": 0}], str(filtered))
+
+
 def test_identity_conditions(aws):
     bucket, key = "selftest-versioned", "uploads/read.csv"
     objects = f"arn:aws:s3:::{bucket}/*"
@@ -310,7 +355,7 @@ def main():
                 check(f"{server.name} starts", False, log.read()[-2000:])
             else:
                 aws = bootstrap(endpoint)
-                for test in (test_notifications, test_versioned_reads, test_stream_reads,
+                for test in (test_notifications, test_versioned_reads, test_stream_reads, test_feed_topic,
                              test_identity_conditions, test_bucket_policy):
                     try:
                         test(aws)

@@ -78,6 +78,11 @@ is moto's (5.2.5; 5.1.18 behaves the same). Used by terraform/test/run.sh.
    the stream: its StreamArn, or for GetRecords the stream its shard
    iterator belongs to (moto's iterators start with the stream ARN).
    ListStreams takes no resource in IAM, and stays "*".
+13. SNS: as fixes 2 and 4 for the feed topic. moto asks for
+   sns:PublishBatch, which IAM does not have (PublishBatch is authorised as
+   sns:Publish), and judges every SNS call against "*", so a grant scoped to
+   the topic's ARN allowed nothing. Calls that name a topic (TopicArn, or
+   TargetArn) are judged against it.
 """
 import copy as _copy
 import json
@@ -92,6 +97,7 @@ from moto.awslambda import models as lambda_models
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodbstreams import responses as dynamodbstreams_responses
+from moto.sns import responses as sns_responses
 from moto.sqs import models as sqs_models
 from moto.s3 import models as s3_models
 from moto.s3 import notifications as s3_notifications
@@ -117,6 +123,7 @@ BATCH_ACTIONS = {
     "sqs:SendMessageBatch": "sqs:SendMessage",
     "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "sns:PublishBatch": "sns:Publish",
 }
 TRANSACT_PARTS = {
     "Put": "dynamodb:PutItem",
@@ -205,6 +212,13 @@ def dynamodbstreams_resource(self):
 
 
 dynamodbstreams_responses.DynamoDBStreamsHandler._determine_resource = dynamodbstreams_resource
+
+
+def sns_resource(self):
+    return self._get_param("TopicArn") or self._get_param("TargetArn") or "*"
+
+
+sns_responses.SNSResponse._determine_resource = sns_resource
 
 _statement_permits = access_control.IAMPolicyStatement.is_action_permitted
 NEUTRAL = access_control.PermissionResult.NEUTRAL

@@ -93,7 +93,8 @@ step "pipeline run on the applied resources, each handler under its own role"
 # them, action and resource, with the role's grants.
 set +e
 "$pipeline" --state "$work/aws-state" --outputs "$work/outputs.json" run data --local-handlers \
-  --ingest-role "$(out ingest_role_arn)" --projector-role "$(out projector_role_arn)" --timeout 900 --json \
+  --ingest-role "$(out ingest_role_arn)" --projector-role "$(out projector_role_arn)" \
+  --consumer-role "$(out consumer_role_arn)" --timeout 900 --json \
   --record-calls "$work/calls.json" >"$work/aws-run.json"
 code=$?
 set -e
@@ -104,14 +105,14 @@ step "the same files on the embedded local stack"
 (
   unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
   set +e
-  "$pipeline" --state "$work/local-state" run data --json >"$work/local-run.json"
+  "$pipeline" --state "$work/local-state" run data --json --consumer >"$work/local-run.json"
   code=$?
   [[ $code == 0 || $code == 3 ]]
 )
 "$pipeline" contract >"$work/contract.json"
 (
   unset AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-  exec "$pipeline" --state "$work/up-state" up --dynamodb-port 0 --s3-port 0 --sqs-port 0 --sns-port 0 >"$work/up.log" 2>&1
+  exec "$pipeline" --state "$work/up-state" up --dynamodb-port 0 --s3-port 0 --sqs-port 0 --sns-port 0 --consumer >"$work/up.log" 2>&1
 ) &
 up_pid=$!
 for _ in $(seq 150); do [[ -f "$work/up-state/up.json" ]] && break; sleep 0.2; done

@@ -232,14 +232,17 @@ fn condition_matches(c: &Value, found: Option<&[Scalar]>) -> bool {
         ("prefix", Value::String(p)) => strings().any(|s| s.starts_with(p.as_str())),
         ("suffix", Value::String(p)) => strings().any(|s| s.ends_with(p.as_str())),
         ("equals-ignore-case", Value::String(p)) => strings().any(|s| s.eq_ignore_ascii_case(p)),
+        // An array matches if any of its values is not excluded (SNS's
+        // "String value matching": ["rugby","baseball"] matches
+        // anything-but ["rugby","tennis"]).
         ("anything-but", Value::Object(inner)) => match inner.iter().next() {
-            Some((k, Value::String(p))) if k == "prefix" => strings().all(|s| !s.starts_with(p.as_str())),
-            Some((k, Value::String(p))) if k == "suffix" => strings().all(|s| !s.ends_with(p.as_str())),
+            Some((k, Value::String(p))) if k == "prefix" => strings().any(|s| !s.starts_with(p.as_str())),
+            Some((k, Value::String(p))) if k == "suffix" => strings().any(|s| !s.ends_with(p.as_str())),
             _ => false,
         },
         ("anything-but", excluded) => {
             let excluded = Scalar::of_json(excluded);
-            vals.iter().all(|v| !excluded.contains(v))
+            vals.iter().any(|v| !excluded.contains(v))
         }
         ("numeric", Value::Array(a)) => vals.iter().any(|v| match v {
             Scalar::Num(n) => a.chunks(2).all(|pair| match pair {
@@ -314,6 +317,9 @@ mod tests {
         assert!(!admits(r#"{"a":[{"anything-but":"z"}]}"#, &s("z")));
         assert!(!admits(r#"{"a":[{"anything-but":{"prefix":"z"}}]}"#, &s("zz")));
         assert!(!admits(r#"{"a":[{"anything-but":"z"}]}"#, &[]), "absent");
+        let sports = [("a", "String.Array", r#"["rugby","baseball"]"#)];
+        assert!(admits(r#"{"a":[{"anything-but":["rugby","tennis"]}]}"#, &sports));
+        assert!(!admits(r#"{"a":[{"anything-but":["rugby","baseball"]}]}"#, &sports));
         assert!(admits(r#"{"b":[{"exists":false}]}"#, &s("z")));
         assert!(!admits(r#"{"a":[{"exists":false}]}"#, &s("z")));
         fn n(v: &str) -> [(&str, &str, &str); 1] {

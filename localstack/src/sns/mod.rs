@@ -113,6 +113,12 @@ impl Subscription {
         Ok(())
     }
 
+    /// The queue named by the `RedrivePolicy`'s `deadLetterTargetArn`.
+    fn dead_letter_queue(&self) -> Option<String> {
+        let policy: Value = serde_json::from_str(self.attributes.get("RedrivePolicy")?).ok()?;
+        queue_name(policy.get("deadLetterTargetArn")?.as_str()?).map(str::to_owned)
+    }
+
     fn raw(&self) -> bool {
         self.attributes.get("RawMessageDelivery").is_some_and(|v| v == "true")
     }
@@ -136,7 +142,8 @@ impl Subscription {
                     for k in path {
                         v = v.get(k)?;
                     }
-                    Some(Scalar::of_json(v))
+                    // A key exists only with a non-null leaf value.
+                    (!v.is_null() && !v.is_object()).then(|| Scalar::of_json(v))
                 })
             }
         }
@@ -485,7 +492,8 @@ impl Sns {
                 s.topic_arn == sub.topic_arn && s.protocol == sub.protocol && s.endpoint == sub.endpoint
             });
             match same {
-                Some((arn, s)) if s.attributes == sub.attributes || sub.attributes.is_empty() => Ok(arn.clone()),
+                // Only the attributes this request gives are compared.
+                Some((arn, s)) if sub.attributes.iter().all(|(k, v)| s.attributes.get(k) == Some(v)) => Ok(arn.clone()),
                 Some(_) => Err(SnsError::invalid(
                     "Invalid parameter: Attributes Reason: Subscription already exists with different attributes",
                 )),
@@ -567,6 +575,8 @@ impl Sns {
                 .collect())
         })?;
         let mut deliveries = Vec::new();
+        // Per delivery, the subscription's dead-letter queue (RedrivePolicy).
+        let mut dead_letters: Vec<Option<String>> = Vec::new();
         let mut results = Vec::new();
         for m in messages {
             let m = match m {
@@ -579,6 +589,16 @@ impl Sns {
             let id = uuid::Uuid::new_v4().to_string();
             for s in subs.iter().filter(|s| s.admits(&m)) {
                 let queue = queue_name(&s.endpoint).expect("checked when subscribed").to_owned();
+                if s.raw() && m.attributes.len() > MAX_ATTRIBUTES {
+                    // SNS: "discarded as client side errors" for raw SQS subscriptions.
+                    tracing::warn!(
+                        queue,
+                        topic,
+                        "sns emulator: over 10 attributes for a raw SQS subscription; dropped"
+                    );
+                    continue;
+                }
+                dead_letters.push(s.dead_letter_queue());
                 deliveries.push(if s.raw() {
                     Delivery {
                         queue,
@@ -597,13 +617,28 @@ impl Sns {
         }
         let missing = self
             .sqs
-            .deliver(deliveries)
+            .deliver(deliveries.clone())
             .map_err(|e| SnsError::internal(format!("delivering to SQS: {e}")))?;
-        for q in missing {
+        // A delivery to a queue that is gone goes to the subscription's
+        // dead-letter queue if it has one (SNS, after its retries); else it is lost.
+        let redriven: Vec<Delivery> = deliveries
+            .into_iter()
+            .zip(dead_letters)
+            .filter(|(d, _)| missing.contains(&d.queue))
+            .filter_map(|(d, dlq)| dlq.map(|queue| Delivery { queue, ..d }))
+            .collect();
+        for q in &missing {
+            tracing::warn!(queue = q, topic, "sns emulator: a subscribed queue does not exist");
+        }
+        let lost = self
+            .sqs
+            .deliver(redriven)
+            .map_err(|e| SnsError::internal(format!("delivering to SQS: {e}")))?;
+        for q in lost {
             tracing::warn!(
                 queue = q,
                 topic,
-                "sns emulator: a subscribed queue does not exist; delivery dropped"
+                "sns emulator: no dead-letter queue {q} either; delivery dropped"
             );
         }
         Ok(results)
@@ -729,6 +764,16 @@ fn check_subscription_attribute(name: &str, value: &str) -> Result<(), SnsError>
     if !SUBSCRIPTION_ATTRIBUTES.contains(&name) {
         return Err(SnsError::invalid(format!("Invalid parameter: AttributeName {name}")));
     }
+    let dlq_arn = |v: &str| {
+        serde_json::from_str::<Value>(v)
+            .ok()
+            .and_then(|p| p.get("deadLetterTargetArn").and_then(Value::as_str).map(str::to_owned))
+    };
+    if name == "RedrivePolicy" && !value.is_empty() && dlq_arn(value).is_none_or(|a| queue_name(&a).is_none()) {
+        return Err(SnsError::invalid(
+            "Invalid parameter: RedrivePolicy: deadLetterTargetArn must be an SQS queue ARN of this account and region",
+        ));
+    }
     if name == "RawMessageDelivery" && value != "true" && value != "false" {
         return Err(SnsError::invalid(
             "Invalid parameter: RawMessageDelivery must be true or false",
@@ -774,16 +819,15 @@ fn outgoing(p: &Params) -> Result<Outgoing, SnsError> {
         .filter(|m| !m.is_empty())
         .ok_or_else(|| SnsError::invalid("Invalid parameter: Empty message"))?
         .to_owned();
-    if p.get("MessageStructure") == Some("json") {
+    let structure_json = p.get("MessageStructure") == Some("json");
+    if structure_json {
         let v: Value = serde_json::from_str(&message).map_err(|_| {
             SnsError::invalid("Invalid parameter: Message Structure - JSON message body failed to parse")
         })?;
-        let pick = v.get("sqs").or_else(|| v.get("default")).and_then(Value::as_str);
-        message = pick
-            .ok_or_else(|| {
-                SnsError::invalid("Invalid parameter: Message Structure - No default entry in JSON message body")
-            })?
-            .to_owned();
+        let default = v.get("default").and_then(Value::as_str).ok_or_else(|| {
+            SnsError::invalid("Invalid parameter: Message Structure - No default entry in JSON message body")
+        })?;
+        message = v.get("sqs").and_then(Value::as_str).unwrap_or(default).to_owned();
     }
     let mut attributes = BTreeMap::new();
     for (name, a) in p.entries("MessageAttributes", "Name") {
@@ -834,11 +878,10 @@ fn outgoing(p: &Params) -> Result<Outgoing, SnsError> {
             },
         );
     }
-    if attributes.len() > MAX_ATTRIBUTES {
-        return Err(SnsError::invalid(format!(
-            "Invalid parameter: MessageAttributes ({} attributes; SQS subscriptions take at most {MAX_ATTRIBUTES})",
-            attributes.len()
-        )));
+    if structure_json {
+        // "Message attributes are sent only when the message structure is
+        // String, not JSON."
+        attributes.clear();
     }
     let m = Outgoing {
         message,

@@ -46,6 +46,9 @@ pub(super) fn exec(rt: &Runtime, what: BenchWhat, json: bool, dir: &Path, extern
                 };
                 serde_json::to_value(crate::bench::project(input, batch_size).await?)
             }
+            BenchWhat::Consumer { lines, shape } => {
+                serde_json::to_value(crate::bench::consumer(dir, lines, shape.into()).await?)
+            }
             BenchWhat::Queue { messages } => serde_json::to_value(crate::bench::queue(dir, messages).await?),
             BenchWhat::Read { size_mb } => serde_json::to_value(crate::bench::read(dir, size_mb, target).await?),
         }

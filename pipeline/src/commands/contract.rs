@@ -31,6 +31,16 @@ pub(super) fn exec() -> Result<i32> {
                 "filters": s.projector.filters,
             },
         },
+        "consumer": {
+            "env": feed::handler::ENV_VARS,
+            "mapping": {
+                "batch_size": s.consumer.batch_size,
+                "maximum_batching_window_in_seconds": s.consumer.batching_window_seconds,
+                "maximum_concurrency": s.consumer.maximum_concurrency,
+                "function_response_types": ["ReportBatchItemFailures"],
+            },
+            "filter_policy": s.consumer.filter_policy,
+        },
         "notification": {
             "prefix": s.upload_prefix,
             "suffixes": s.upload_suffixes,

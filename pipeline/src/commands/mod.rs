@@ -36,6 +36,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             local_handlers,
             ingest_role,
             projector_role,
+            consumer_role,
             timeout,
             record_calls,
             chunk_kib,
@@ -45,6 +46,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 local_handlers,
                 ingest_role,
                 projector_role,
+                consumer_role,
                 progress: progress(),
                 timeout: timeout.map(std::time::Duration::from_secs),
                 forever: false,
@@ -58,7 +60,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Rejects { file, json } => rejects::exec(&rt, &args, &file, json),
         Command::Reingest { file, json } => reingest::exec(&rt, &args, &file, json),
         Command::Aggregates { dataset, json } => aggregates::exec(&rt, &args, dataset.as_deref(), json),
-        Command::Feed { follow, max, json } => feed::exec(&rt, &args, follow, max, json),
+        Command::Feed {
+            follow,
+            max,
+            json,
+            from_snapshot: false,
+        } => feed::exec(&rt, &args, follow, max, json),
+        Command::Feed {
+            follow,
+            json,
+            from_snapshot: true,
+            ..
+        } => feed::from_snapshot(&rt, &args, follow, json),
         Command::Rebuild { json } => rebuild::exec(&rt, &args, json),
         Command::Contract => contract::exec(),
         Command::Up {
@@ -73,7 +86,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 sqs: sqs_port,
                 sns: sns_port,
             };
-            rt.block_on(up::serve(args.state, ports))?;
+            rt.block_on(up::serve(args.state, ports, args.consumer))?;
             Ok(0)
         }
         Command::Bench {

@@ -10,9 +10,9 @@ use localstack::{LocalStack, Ports, State};
 use crate::target::Target;
 
 /// Serve the stack on `ports` with the pipeline running on it, until Ctrl-C.
-pub(super) async fn serve(state: PathBuf, ports: Ports) -> Result<()> {
+pub(super) async fn serve(state: PathBuf, ports: Ports, consumer: bool) -> Result<()> {
     let stack = LocalStack::start(State::Dir(state.clone()), ports).await?;
-    let target = Target::on_stack(stack, &state).await?;
+    let target = Target::on_stack(stack, &state, consumer).await?;
     let stack = target.stack.as_ref().expect("embedded");
     let up = crate::target::UpFile {
         dynamodb: stack.dynamodb_endpoint.clone(),
@@ -33,7 +33,14 @@ pub(super) async fn serve(state: PathBuf, ports: Ports) -> Result<()> {
         "  upload to s3://{}/{}<dataset>/<file>.csv (path-style addressing)",
         d.names.bucket, d.names.upload_prefix
     );
-    println!("  feed queue {}", d.feed_queue_url);
+    println!("  feed topic {}", d.feed_topic_arn);
+    println!("  feed queue {} (subscribed, raw)", d.feed_queue_url);
+    if let Some(c) = &d.consumer {
+        println!(
+            "  reference consumer: queue {} (subscribed, filtered), read model table {}",
+            c.queue_url, c.read_model_table
+        );
+    }
     println!("\nThe ingest and projector run here, on the queue and the stream. For any AWS SDK or CLI:\n");
     println!("export AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_REGION={REGION}");
     println!(

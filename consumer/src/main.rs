@@ -11,10 +11,7 @@ async fn main() -> Result<(), Error> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .without_time()
         .init();
-    let table = std::env::var("READ_MODEL_TABLE")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .ok_or("environment variable READ_MODEL_TABLE: not set")?;
+    let table = handler::read_model_table(|k| std::env::var(k).ok())?;
     let aws = aws_config::load_from_env().await;
     let model = DynamoReadModel::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let model = &model;
