@@ -42,6 +42,19 @@ pub struct Report {
     pub failed: u64,
 }
 
+impl std::ops::AddAssign for Report {
+    fn add_assign(&mut self, o: Report) {
+        self.records += o.records;
+        self.changes += o.changes;
+        self.files += o.files;
+        self.poison += o.poison;
+        self.written += o.written;
+        self.stale += o.stale;
+        self.superseded += o.superseded;
+        self.failed += o.failed;
+    }
+}
+
 /// Apply a batch: each group's newest state once, under the version
 /// condition; report poison records and the records of groups whose write
 /// failed.

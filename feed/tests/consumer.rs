@@ -165,39 +165,38 @@ impl Env {
         (d.visible + d.in_flight + d.delayed) as u64
     }
 
-    /// Every body on the queue, received and deleted.
+    /// Every body on the feed queue, received and deleted.
     async fn take_all(&self) -> Vec<String> {
+        self.take(&self.feed_url).await
+    }
+
+    /// Every body on a queue, received and deleted.
+    async fn take(&self, url: &str) -> Vec<String> {
         let mut bodies = Vec::new();
-        let c = Consumer::new(self.sqs.clone(), &self.feed_url, self.options());
-        let mut raw = Vec::new();
         loop {
             let r = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.feed_url)
+                .queue_url(url)
                 .max_number_of_messages(10)
                 .send()
                 .await
                 .unwrap();
             if r.messages().is_empty() {
-                break;
+                return bodies;
             }
             for m in r.messages() {
                 bodies.push(m.body().unwrap().to_owned());
-                raw.push(m.receipt_handle().unwrap().to_owned());
-            }
-            for h in raw.drain(..) {
+                let handle = m.receipt_handle().unwrap();
                 self.sqs
                     .delete_message()
-                    .queue_url(&self.feed_url)
-                    .receipt_handle(h)
+                    .queue_url(url)
+                    .receipt_handle(handle)
                     .send()
                     .await
                     .unwrap();
             }
         }
-        drop(c);
-        bodies
     }
 
     async fn send_all(&self, bodies: &[String]) {
@@ -432,21 +431,7 @@ async fn poison_messages_are_reported_and_dead_lettered_and_the_rest_applied() {
     assert_eq!(stats.handled, good.len() as u64);
     // Received twice each (the queue's limit), the third receive moves them.
     assert_eq!(stats.poison, 2 * poison.len() as u64);
-    let mut dead = Vec::new();
-    loop {
-        let r = e
-            .sqs
-            .receive_message()
-            .queue_url(&e.dlq_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        if r.messages().is_empty() {
-            break;
-        }
-        dead.extend(r.messages().iter().map(|m| m.body().unwrap().to_owned()));
-    }
+    let mut dead = e.take(&e.dlq_url).await;
     dead.sort();
     let mut want = poison.clone();
     want.sort();
@@ -604,31 +589,13 @@ async fn two_subscribers_receive_exactly_what_their_filters_admit() {
     );
     let mut got = Vec::new();
     for url in &queues {
-        let mut ids = Vec::new();
-        loop {
-            let r = e
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            if r.messages().is_empty() {
-                break;
-            }
-            for m in r.messages() {
-                // Raw delivery: the body is the message as published.
-                ids.push(feed::parse(m.body().unwrap()).unwrap().id().to_owned());
-                e.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        // Raw delivery: each body is the message as published.
+        let mut ids: Vec<String> = e
+            .take(url)
+            .await
+            .iter()
+            .map(|b| feed::parse(b).unwrap().id().to_owned())
+            .collect();
         ids.sort();
         got.push(ids);
     }

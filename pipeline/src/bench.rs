@@ -876,12 +876,7 @@ pub async fn consumer(dir: &Path, lines: u64, shape: generate::Shape) -> Result<
                     .poll_once(
                         async |event| {
                             let (response, r) = feed::handler::handle_batch(&model, event).await;
-                            let mut t = total.borrow_mut();
-                            t.records += r.records;
-                            t.written += r.written;
-                            t.stale += r.stale;
-                            t.superseded += r.superseded;
-                            t.poison += r.poison;
+                            *total.borrow_mut() += r;
                             response
                         },
                         0,

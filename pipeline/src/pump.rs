@@ -296,7 +296,7 @@ struct Totals {
     groups: u64,
     feed: u64,
     stream_failures: u64,
-    consumer: ConsumerSummary,
+    consumer: feed::handler::Report,
 }
 
 /// Upload `opts.paths`, follow them through the pipeline, and summarise.
@@ -345,8 +345,16 @@ pub async fn run(target: &Target, opts: &RunOptions) -> Result<RunSummary> {
 async fn consumer_summary(
     target: &Target,
     c: &localstack::resources::ConsumerDeployment,
-    mut s: ConsumerSummary,
+    r: feed::handler::Report,
 ) -> Result<ConsumerSummary> {
+    let mut s = ConsumerSummary {
+        messages: r.records,
+        writes: r.written,
+        refused: r.stale,
+        superseded: r.superseded,
+        poison: r.poison,
+        ..ConsumerSummary::default()
+    };
     let ddb = &target.clients.dynamodb;
     let model = feed::DynamoReadModel::new(ddb.clone(), &c.read_model_table);
     let held = feed::ReadModel::from_iter(model.groups().await?);
@@ -557,13 +565,7 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
                 .poll_once(
                     async |event| {
                         let (response, report) = feed::handler::handle_batch(model, event).await;
-                        let mut t = totals.borrow_mut();
-                        let c = &mut t.consumer;
-                        c.messages += report.records;
-                        c.writes += report.written;
-                        c.refused += report.stale;
-                        c.superseded += report.superseded;
-                        c.poison += report.poison;
+                        totals.borrow_mut().consumer += report;
                         response
                     },
                     1,

@@ -1632,6 +1632,7 @@ def leftovers(endpoint):
     left = {
         "tables": client("dynamodb", endpoint).list_tables()["TableNames"],
         "queues": client("sqs", endpoint).list_queues().get("QueueUrls", []),
+        "topics": [t["TopicArn"] for t in client("sns", endpoint).list_topics()["Topics"]],
         "buckets": [b["Name"] for b in client("s3", endpoint).list_buckets()["Buckets"]],
         "functions": [f["FunctionName"] for f in client("lambda", endpoint).list_functions()["Functions"]],
         "mappings": client("lambda", endpoint).list_event_source_mappings()["EventSourceMappings"],

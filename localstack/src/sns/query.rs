@@ -18,24 +18,29 @@ impl Params {
         self.0.get(name).map(String::as_str)
     }
 
+    /// The parameters under `prefix`, with it taken off.
+    fn under(&self, prefix: &str) -> Params {
+        Params(
+            self.0
+                .range(prefix.to_owned()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| (k[prefix.len()..].to_owned(), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// `name.{kind}.1.`, `name.{kind}.2.`, ... until one is missing.
+    fn numbered(&self, name: &str, kind: &str) -> impl Iterator<Item = Params> + '_ {
+        let (name, kind) = (name.to_owned(), kind.to_owned());
+        (1..)
+            .map(move |n| self.under(&format!("{name}.{kind}.{n}.")))
+            .take_while(|p| !p.0.is_empty())
+    }
+
     /// The members of list `name` (`name.member.1.`, `name.member.2.`, ...),
     /// each with its own parameters, in order.
     pub fn members(&self, name: &str) -> Vec<Params> {
-        let mut out = Vec::new();
-        for n in 1.. {
-            let prefix = format!("{name}.member.{n}.");
-            let sub: BTreeMap<String, String> = self
-                .0
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k[prefix.len()..].to_owned(), v.clone()))
-                .collect();
-            if sub.is_empty() {
-                break;
-            }
-            out.push(Params(sub));
-        }
-        out
+        self.numbered(name, "member").collect()
     }
 
     /// Map `name` (`name.entry.N.key` and `name.entry.N.value`).
@@ -49,22 +54,9 @@ impl Params {
     /// Entries of map `name` keyed by their `key_field`, each with its own
     /// parameters (message attributes: `Name`, `Value.DataType`, ...).
     pub fn entries(&self, name: &str, key_field: &str) -> BTreeMap<String, Params> {
-        let mut out = BTreeMap::new();
-        for n in 1.. {
-            let prefix = format!("{name}.entry.{n}.");
-            let sub: BTreeMap<String, String> = self
-                .0
-                .range(prefix.clone()..)
-                .take_while(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k[prefix.len()..].to_owned(), v.clone()))
-                .collect();
-            if sub.is_empty() {
-                break;
-            }
-            let key = sub.get(key_field).cloned().unwrap_or_default();
-            out.insert(key, Params(sub));
-        }
-        out
+        self.numbered(name, "entry")
+            .map(|p| (p.get(key_field).unwrap_or_default().to_owned(), p))
+            .collect()
     }
 }
 
