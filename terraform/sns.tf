@@ -27,12 +27,14 @@ resource "aws_sns_topic_subscription" "feed" {
   depends_on = [aws_sqs_queue_policy.feed, aws_sqs_queue_policy.feed_dlq]
 }
 
-# Only the feed topic may send to the feed queue.
+# Only the feed topic may send to the feed queue, and to the feed's
+# dead-letter queue what it cannot deliver.
 data "aws_iam_policy_document" "feed_queue" {
+  for_each = { queue = aws_sqs_queue.feed.arn, dlq = aws_sqs_queue.feed_dlq.arn }
   statement {
     sid       = "FeedTopic"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.feed.arn]
+    resources = [each.value]
     principals {
       type        = "Service"
       identifiers = ["sns.amazonaws.com"]
@@ -47,33 +49,15 @@ data "aws_iam_policy_document" "feed_queue" {
 
 resource "aws_sqs_queue_policy" "feed" {
   queue_url = aws_sqs_queue.feed.id
-  policy    = data.aws_iam_policy_document.feed_queue.json
+  policy    = data.aws_iam_policy_document.feed_queue["queue"].json
   # Both write the queue's attributes: one at a time (moto drops the policy
   # when the redrive policy is written after it).
   depends_on = [aws_sqs_queue_redrive_policy.feed]
 }
 
-# The subscription's dead letters: only the feed topic may send them.
-data "aws_iam_policy_document" "feed_dlq" {
-  statement {
-    sid       = "FeedTopicDeadLetters"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.feed_dlq.arn]
-    principals {
-      type        = "Service"
-      identifiers = ["sns.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [aws_sns_topic.feed.arn]
-    }
-  }
-}
-
 resource "aws_sqs_queue_policy" "feed_dlq" {
   queue_url = aws_sqs_queue.feed_dlq.id
-  policy    = data.aws_iam_policy_document.feed_dlq.json
+  policy    = data.aws_iam_policy_document.feed_queue["dlq"].json
 }
 
 # The reference consumer: its own queue on the topic, filtered, a Lambda

@@ -805,7 +805,7 @@ pub async fn consumer(dir: &Path, lines: u64, shape: generate::Shape) -> Result<
     };
     generate::orders(&mut w, spec)?;
     std::io::Write::flush(&mut w)?;
-    let key = format!("{}orders/bench.csv", names.upload_prefix);
+    let key = "orders/bench.csv".to_owned();
     localstack::upload::upload_file(&c.s3, &names.bucket, &key, &path).await?;
     let ingester = Ingester::new(
         c.s3.clone(),
