@@ -5,8 +5,9 @@
 //! process stands in for Lambda: the ingest queue's notifications and the
 //! events stream are polled with the event source mappings' semantics
 //! ([`localstack::pollers`]) and handed to the same library handlers the Lambdas
-//! run; so is the reference consumer's queue, when it is deployed. On a deployment without it, the Lambdas do the work and this waits
-//! for the files' manifests.
+//! run; so is the reference consumer's queue, when it is deployed. On a
+//! deployment without it, the Lambdas do the work and this waits for the
+//! files' manifests.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

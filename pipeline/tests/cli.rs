@@ -120,6 +120,19 @@ fn cli_end_to_end_on_the_data_directory() {
         .all(|f| f.outcome == schema::items::UploadOutcome::Duplicate));
     assert_eq!(second.files.iter().map(|f| f.written).sum::<u64>(), 0, "no new events");
     assert_eq!((second.events_projected, second.aggregates_changed), (0, 0));
+
+    // A late consumer: a snapshot of the aggregates, then the feed queue (the
+    // second run's re-announced files, nothing newer): equal to the table.
+    let (code, out) = pipeline(&state, &["feed", "--from-snapshot", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let late: serde_json::Value = json(&out);
+    assert_eq!(late["equals_aggregates"], true, "{late}");
+    assert!(late["snapshot_groups"].as_u64().unwrap() > 500, "{late}");
+    assert_eq!(
+        (late["applied"].as_u64(), late["poison"].as_u64()),
+        (Some(0), Some(0)),
+        "{late}"
+    );
     assert_eq!(second.aggregates, first.aggregates, "no aggregate changed");
 
     // Read commands.
