@@ -93,7 +93,7 @@ async fn env(max_receive: u32) -> Env {
     );
     let topic = resources::ensure_topic(&c.sns, &names.feed_topic).await.unwrap();
     let feed_arn = localstack::queues::queue_arn(&c.sqs, &feed_url).await.unwrap();
-    resources::ensure_subscription(&c.sns, &topic, &feed_arn, None)
+    resources::ensure_subscription(&c.sns, &topic, &feed_arn, None, None)
         .await
         .unwrap();
     let feed = Feed::new(c.sns.clone(), topic.clone());
@@ -172,31 +172,8 @@ impl Env {
 
     /// Every body on a queue, received and deleted.
     async fn take(&self, url: &str) -> Vec<String> {
-        let mut bodies = Vec::new();
-        loop {
-            let r = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            if r.messages().is_empty() {
-                return bodies;
-            }
-            for m in r.messages() {
-                bodies.push(m.body().unwrap().to_owned());
-                let handle = m.receipt_handle().unwrap();
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        let all = localstack::queues::take_all(&self.sqs, url).await.unwrap();
+        all.iter().map(|m| m.body().unwrap().to_owned()).collect()
     }
 
     async fn send_all(&self, bodies: &[String]) {
@@ -562,7 +539,7 @@ async fn two_subscribers_receive_exactly_what_their_filters_admit() {
             .queue_url
             .unwrap();
         let arn = localstack::queues::queue_arn(&e.sqs, &url).await.unwrap();
-        resources::ensure_subscription(&e.stack.clients().sns, &e.topic, &arn, Some(policy))
+        resources::ensure_subscription(&e.stack.clients().sns, &e.topic, &arn, Some(policy), None)
             .await
             .unwrap();
         queues.push(url);

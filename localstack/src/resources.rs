@@ -188,20 +188,11 @@ pub async fn ensure_topic(sns: &aws_sdk_sns::Client, name: &str) -> Result<Strin
         .context("CreateTopic returned no ARN")
 }
 
-/// Subscribe a queue to a topic with raw delivery (and a filter policy if
-/// given), as `terraform/` does; the same subscription again is the same one.
+/// Subscribe a queue to a topic with raw delivery, a filter policy and a
+/// dead-letter queue for what SNS cannot deliver (its `RedrivePolicy`) if
+/// given, as `terraform/` subscribes the queues; the same subscription again
+/// is the same one.
 pub async fn ensure_subscription(
-    sns: &aws_sdk_sns::Client,
-    topic_arn: &str,
-    queue_arn: &str,
-    filter_policy: Option<&str>,
-) -> Result<String> {
-    ensure_subscription_with_dlq(sns, topic_arn, queue_arn, filter_policy, None).await
-}
-
-/// [`ensure_subscription`], with a dead-letter queue for what SNS cannot
-/// deliver (its `RedrivePolicy`), as `terraform/` subscribes the queues.
-pub async fn ensure_subscription_with_dlq(
     sns: &aws_sdk_sns::Client,
     topic_arn: &str,
     queue_arn: &str,
@@ -262,7 +253,7 @@ pub async fn provision(clients: &Clients, names: &Names, consumer: bool) -> Resu
     let feed_topic_arn = ensure_topic(&clients.sns, &names.feed_topic).await?;
     let feed_queue_arn = crate::queues::queue_arn(&clients.sqs, &feed_queue_url).await?;
     let feed_dlq_arn = crate::queues::queue_arn(&clients.sqs, &queue_url_of(clients, &names.feed_dlq).await?).await?;
-    ensure_subscription_with_dlq(
+    ensure_subscription(
         &clients.sns,
         &feed_topic_arn,
         &feed_queue_arn,
@@ -294,8 +285,7 @@ pub async fn provision(clients: &Clients, names: &Names, consumer: bool) -> Resu
             let policy = s.consumer.filter_policy.to_string();
             let dlq_url = queue_url_of(clients, &c.dlq).await?;
             let dlq_arn = crate::queues::queue_arn(&clients.sqs, &dlq_url).await?;
-            ensure_subscription_with_dlq(&clients.sns, &feed_topic_arn, &queue_arn, Some(&policy), Some(&dlq_arn))
-                .await?;
+            ensure_subscription(&clients.sns, &feed_topic_arn, &queue_arn, Some(&policy), Some(&dlq_arn)).await?;
             ensure_aggregates_table(&clients.dynamodb, &c.read_model_table).await?;
             Some(ConsumerDeployment {
                 queue_url,

@@ -94,29 +94,7 @@ async fn fan(state: State) -> Fan {
 }
 
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-    let mut out = Vec::new();
-    loop {
-        let r = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        if r.messages().is_empty() {
-            return out;
-        }
-        for m in r.messages() {
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-        out.extend(r.messages.unwrap_or_default());
-    }
+    localstack::queues::take_all(sqs, url).await.unwrap()
 }
 
 #[tokio::test]
@@ -398,7 +376,7 @@ async fn a_delivery_to_a_deleted_queue_goes_to_the_subscription_dead_letter_queu
         .unwrap()
         .queue_url
         .unwrap();
-    localstack::resources::ensure_subscription_with_dlq(
+    localstack::resources::ensure_subscription(
         &c.sns,
         &topic,
         "arn:aws:sqs:us-east-1:000000000000:gone",

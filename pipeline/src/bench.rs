@@ -528,7 +528,7 @@ pub async fn project(input: ProjectInput, batch_size: i32) -> Result<ProjectBenc
     let queue = resources::ensure_queue_with_dlq(&sqs, &names.feed_queue, &names.feed_dlq, 5).await?;
     let topic = resources::ensure_topic(&c.sns, &names.feed_topic).await?;
     let queue_arn = localstack::queues::queue_arn(&sqs, &queue).await?;
-    resources::ensure_subscription(&c.sns, &topic, &queue_arn, None).await?;
+    resources::ensure_subscription(&c.sns, &topic, &queue_arn, None, None).await?;
     let ingester = Ingester::new(
         s3.clone(),
         ic.dynamodb.clone(),
@@ -833,31 +833,12 @@ pub async fn consumer(dir: &Path, lines: u64, shape: generate::Shape) -> Result<
         anyhow::ensure!(response.batch_item_failures.is_empty(), "a projector batch failed");
     }
     // The bodies to deliver again, kept from the feed queue (which gets every message).
-    let mut again = Vec::new();
-    loop {
-        let r = c
-            .sqs
-            .receive_message()
-            .queue_url(&d.feed_queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        if r.messages().is_empty() {
-            break;
-        }
-        for m in r.messages() {
-            let body = m.body().unwrap_or_default();
-            if body.contains("\"aggregate.changed\"") {
-                again.push(body.to_owned());
-            }
-            c.sqs
-                .delete_message()
-                .queue_url(&d.feed_queue_url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await?;
-        }
-    }
+    let again: Vec<String> = localstack::queues::take_all(&c.sqs, &d.feed_queue_url)
+        .await?
+        .into_iter()
+        .filter_map(|m| m.body)
+        .filter(|b| b.contains("\"aggregate.changed\""))
+        .collect();
 
     let units = CapacityCounter::default();
     let cc = stack.clients_with(&[shared(units.clone())]);

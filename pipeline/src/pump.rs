@@ -431,7 +431,7 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
     );
     let feed = Feed::new(pc.sns.clone(), d.feed_topic_arn.clone());
     let cc = &handlers.consumer;
-    let mut consumer = match &d.consumer {
+    let consumer = match &d.consumer {
         Some(c) => {
             let mut poller = SqsPoller::new(cc.sqs.clone(), &c.queue_url, settings.consumer.batch_size).await?;
             if opts.consumer_role.is_none() {
@@ -555,7 +555,7 @@ async fn pump(target: &Target, opts: &RunOptions, handlers: &HandlerClients) -> 
     };
     // The reference consumer's mapping: its queue, its handler.
     let consumer_loop = async {
-        let Some((poller, model)) = consumer.as_mut() else {
+        let Some((poller, model)) = consumer.as_ref() else {
             return anyhow::Ok(());
         };
         loop {

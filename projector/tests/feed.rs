@@ -37,7 +37,7 @@ async fn setup(keys: &[&str]) -> Setup {
     let sns = env.stack.clients().sns;
     let topic = resources::ensure_topic(&sns, &env.names.feed_topic).await.unwrap();
     let queue_arn = localstack::queues::queue_arn(&sqs, &queue_url).await.unwrap();
-    resources::ensure_subscription(&sns, &topic, &queue_arn, None)
+    resources::ensure_subscription(&sns, &topic, &queue_arn, None, None)
         .await
         .unwrap();
     let fail = FailSends::default();
@@ -74,21 +74,11 @@ fn event(records: &[EventRecord]) -> Event {
 /// Everything on the queue, deleted as it is read (a real consumer), with the
 /// `type` attribute of each.
 async fn consume(s: &Setup) -> Vec<(serde_json::Value, String)> {
-    let sqs = s.env.stack.clients().sqs;
-    let mut out = Vec::new();
-    loop {
-        let r = sqs
-            .receive_message()
-            .queue_url(&s.queue_url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .unwrap();
-        if r.messages().is_empty() {
-            return out;
-        }
-        for m in r.messages() {
+    let all = localstack::queues::take_all(&s.env.stack.clients().sqs, &s.queue_url)
+        .await
+        .unwrap();
+    all.iter()
+        .map(|m| {
             let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
             let ty = m
                 .message_attributes()
@@ -96,15 +86,9 @@ async fn consume(s: &Setup) -> Vec<(serde_json::Value, String)> {
                 .and_then(|v| v.string_value())
                 .unwrap_or_default()
                 .to_owned();
-            out.push((body, ty));
-            sqs.delete_message()
-                .queue_url(&s.queue_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+            (body, ty)
+        })
+        .collect()
 }
 
 const DATA: &[&str] = &[

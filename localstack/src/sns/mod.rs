@@ -617,7 +617,7 @@ impl Sns {
         }
         let missing = self
             .sqs
-            .deliver(deliveries.clone())
+            .deliver(&deliveries)
             .map_err(|e| SnsError::internal(format!("delivering to SQS: {e}")))?;
         // A delivery to a queue that is gone goes to the subscription's
         // dead-letter queue if it has one (SNS, after its retries); else it is lost.
@@ -632,7 +632,7 @@ impl Sns {
         }
         let lost = self
             .sqs
-            .deliver(redriven)
+            .deliver(&redriven)
             .map_err(|e| SnsError::internal(format!("delivering to SQS: {e}")))?;
         for q in lost {
             tracing::warn!(

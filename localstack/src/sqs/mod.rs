@@ -123,21 +123,21 @@ impl Sqs {
     /// Store messages from another service (SNS) on their queues, all in one
     /// transaction; returns the names of queues that do not exist, whose
     /// messages are dropped (SNS drops a delivery to a deleted queue).
-    pub fn deliver(&self, deliveries: Vec<Delivery>) -> Result<Vec<String>, SqsError> {
+    pub fn deliver(&self, deliveries: &[Delivery]) -> Result<Vec<String>, SqsError> {
         if deliveries.is_empty() {
             return Ok(Vec::new());
         }
         let messages: Vec<(String, store::NewMessage)> = deliveries
-            .into_iter()
+            .iter()
             .map(|d| {
                 let m = store::NewMessage {
                     md5_of_body: format!("{:x}", md5::compute(d.body.as_bytes())),
                     attributes: (!d.attributes.is_empty())
                         .then(|| serde_json::to_string(&d.attributes).expect("attributes serialize")),
-                    body: d.body,
+                    body: d.body.clone(),
                     delay: None,
                 };
-                (d.queue, m)
+                (d.queue.clone(), m)
             })
             .collect();
         let missing = self.with_store(|s| s.send_many(&messages, now()))?;
